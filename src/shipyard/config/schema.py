@@ -1,0 +1,229 @@
+"""The job schema: one YAML file (or the same dict in Python) describes a whole run.
+
+Every section is a strict pydantic model (unknown keys are errors), so a job is validated once, up front, before
+any data is read. Model parameters are validated against the parameter class that the model family registers,
+which lets later model families add their own keys without touching this file.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SourceFormat = Literal["csv", "tsv", "jsonl", "parquet", "images", "idx", "sklearn_digits", "delimited_lines"]
+ColumnType = Literal["numeric", "categorical", "text", "image", "label"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SourceConfig(Strict):
+    """Where rows come from. ``path`` may start with ``${SHIPYARD_DATA_DIR}``; relative paths are relative to the
+    config file's folder."""
+
+    path: str | None = None
+    format: SourceFormat | None = None  # inferred from the file name when left out
+    encoding: str | None = None  # None means UTF-8, strictly: other bytes are an error naming the row
+    delimiter: str | None = None
+    header: bool = True
+    column_names: list[str] | None = None  # for files without a header row
+    na_values: list[str] = Field(default_factory=list)
+    skip_initial_space: bool = False
+    strip_suffix: dict[str, str] = Field(default_factory=dict)  # column -> trailing text to remove (Adult's '.')
+    # idx: the two files of an IDX pair; images: folder layout root/<label>/*.png
+    images: str | None = None
+    labels: str | None = None
+    image_size: tuple[int, int] | None = None
+    grayscale: bool = True
+    # delimited_lines: one `text<sep>label` per line (Financial PhraseBank uses '@')
+    line_separator: str | None = None
+    limit: int | None = Field(default=None, gt=0)  # read only the first N rows (quick runs, tests)
+
+    @model_validator(mode="after")
+    def _needs_a_location(self) -> SourceConfig:
+        if self.format == "sklearn_digits":
+            return self
+        if self.format == "idx":
+            if not (self.images and self.labels):
+                raise ValueError("an idx source needs both `images` and `labels` file paths")
+            return self
+        if self.path is None:
+            raise ValueError("a source needs `path` (or `format: sklearn_digits`)")
+        return self
+
+
+class FeatureSpec(Strict):
+    name: str
+    type: ColumnType | None = None  # inferred when left out
+
+
+class SplitConfig(Strict):
+    method: Literal["random", "stratified", "kfold"] = "stratified"
+    validation: float = Field(default=0.1, ge=0.0, lt=1.0)
+    test: float = Field(default=0.1, ge=0.0, lt=1.0)
+    folds: int = Field(default=5, ge=2)
+    fold: int = Field(default=0, ge=0)
+    seed: int | None = None  # defaults to training.seed
+
+    @model_validator(mode="after")
+    def _fractions(self) -> SplitConfig:
+        if self.validation + self.test >= 1.0:
+            raise ValueError("validation + test fractions must leave rows for training (sum < 1)")
+        if self.fold >= self.folds:
+            raise ValueError(f"fold must be below folds ({self.folds})")
+        return self
+
+
+class TextCleaning(Strict):
+    nfkc: bool = True
+    whitespace: bool = True
+    lowercase: bool = False
+    strip_html: bool = False
+
+
+class OutlierClipping(Strict):
+    method: Literal["iqr", "quantile"] = "iqr"
+    factor: float = Field(default=3.0, gt=0)  # IQR multiple
+    lower: float = Field(default=0.01, ge=0, lt=0.5)  # quantiles for method=quantile
+    upper: float = Field(default=0.99, gt=0.5, le=1)
+
+
+class CleaningConfig(Strict):
+    drop_duplicates: bool = True
+    missing: Literal["drop", "mean", "median", "most_frequent", "constant", "error"] = "median"
+    categorical_missing: Literal["drop", "most_frequent", "constant", "error"] = "constant"
+    fill_value: float | str | None = None
+    scaling: Literal["standard", "minmax", "none"] = "standard"
+    categorical_encoding: Literal["onehot", "ordinal"] = "onehot"
+    unknown_category: Literal["ignore", "error"] = "ignore"  # ignore = all-zero one-hot / reserved ordinal 0
+    max_categories: int = Field(default=50, ge=2)  # rarer levels fold into one "other" level
+    text: TextCleaning = Field(default_factory=TextCleaning)
+    clip_outliers: OutlierClipping | None = None
+
+
+class AugmentationConfig(Strict):
+    shift: float = Field(default=0.0, ge=0, lt=0.5)  # fraction of width/height
+    rotation: float = Field(default=0.0, ge=0, le=180)  # degrees
+    scale: float = Field(default=0.0, ge=0, lt=1)  # +- fraction
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.shift or self.rotation or self.scale)
+
+
+class TextConfig(Strict):
+    """Tokenisation for text features (used by transformer models)."""
+
+    max_length: int = Field(default=128, ge=8, le=4096)
+    truncation: bool = True
+
+
+class DataConfig(Strict):
+    source: SourceConfig
+    validation_source: SourceConfig | None = None
+    test_source: SourceConfig | None = None
+    target: str = "label"
+    features: list[str | FeatureSpec] | None = None  # None: every column but the target
+    drop_columns: list[str] = Field(default_factory=list)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    cleaning: CleaningConfig = Field(default_factory=CleaningConfig)
+    augmentation: AugmentationConfig = Field(default_factory=AugmentationConfig)
+    text: TextConfig = Field(default_factory=TextConfig)
+    pii: dict[str, Any] | None = None  # validated by shipyard.data.pii when present
+
+    def feature_specs(self) -> list[FeatureSpec] | None:
+        if self.features is None:
+            return None
+        return [FeatureSpec(name=f) if isinstance(f, str) else f for f in self.features]
+
+
+class ModelConfig(BaseModel):
+    """`type` picks a family from the model registry; every other key is that family's parameter."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+
+    @model_validator(mode="after")
+    def _check_params(self) -> ModelConfig:
+        from shipyard.models.registry import validate_params
+
+        validate_params(self.type, self.params())
+        return self
+
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class ScheduleConfig(Strict):
+    name: Literal["constant", "step", "cosine", "linear"] = "constant"
+    warmup_steps: int = Field(default=0, ge=0)
+    warmup_ratio: float = Field(default=0.0, ge=0, lt=1)
+    step_size: int = Field(default=1, ge=1)  # epochs, for name=step
+    gamma: float = Field(default=0.1, gt=0, le=1)
+    min_lr_ratio: float = Field(default=0.0, ge=0, le=1)
+
+
+class EarlyStoppingConfig(Strict):
+    metric: str = "loss"
+    mode: Literal["min", "max", "auto"] = "auto"
+    patience: int = Field(default=3, ge=1)
+    min_delta: float = Field(default=0.0, ge=0)
+    restore_best: bool = True
+
+
+class TrainingConfig(Strict):
+    optimizer: Literal["sgd", "adam", "adamw"] = "adamw"
+    learning_rate: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    nesterov: bool = False
+    betas: tuple[float, float] = (0.9, 0.999)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    batch_size: int = Field(default=64, ge=1)
+    eval_batch_size: int | None = Field(default=None, ge=1)
+    epochs: int = Field(default=10, ge=1)
+    max_steps: int | None = Field(default=None, ge=1)
+    early_stopping: EarlyStoppingConfig | None = None
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "fp32"
+    gradient_accumulation: int = Field(default=1, ge=1)
+    clip_grad_norm: float | None = Field(default=None, gt=0)
+    checkpoint_every_steps: int = Field(default=0, ge=0)  # 0: only at each epoch's end
+    keep_checkpoints: int = Field(default=2, ge=1)
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    num_threads: int | None = Field(default=None, ge=1)
+    length_bucketing: bool = True  # text: batches of similar length, random batch order
+    log_every_steps: int = Field(default=50, ge=1)
+
+
+class EvaluationConfig(Strict):
+    metrics: list[str] = Field(default_factory=list)  # extra emphasis; the full set is always computed
+    sensitive_features: list[str] = Field(default_factory=list)
+
+
+class OutputConfig(Strict):
+    runs_root: str = "runs"
+    run_dir: str | None = None
+    name: str | None = None
+
+
+class Job(Strict):
+    """A whole job. Build it from YAML with ``shipyard.config.load_job`` or directly in Python."""
+
+    task: Literal["classification", "regression"]
+    name: str | None = None
+    data: DataConfig
+    model: ModelConfig
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    optimize: dict[str, Any] | None = None  # validated by shipyard.optimize when present
+    privacy: dict[str, Any] | None = None  # validated by shipyard.training.privacy when present
+
+    @field_validator("task", mode="before")
+    @classmethod
+    def _lower(cls, v: Any) -> Any:
+        return v.lower() if isinstance(v, str) else v

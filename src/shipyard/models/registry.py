@@ -1,0 +1,96 @@
+"""The model registry: each family registers a parameter class and a builder under a type name.
+
+The engine never imports a family directly; it asks the registry for a module built from the job's parameters and
+the shapes the data layer reports. A later family registers itself here and needs no change anywhere else.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from torch import nn
+
+from shipyard.errors import ShipyardError
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the data layer hands a builder: the shape of one example and how many outputs the task needs."""
+
+    kind: str  # "tabular" | "image" | "text"
+    n_features: int = 0  # tabular: width of the encoded feature vector
+    image_shape: tuple[int, int, int] | None = None  # (channels, height, width)
+    n_outputs: int = 1  # classes for classification, 1 for regression
+    task: str = "classification"
+
+
+Builder = Callable[[Any, InputSpec], nn.Module]
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    params: type[BaseModel]
+    build: Builder
+    input_kinds: tuple[str, ...]
+
+
+_FAMILIES: dict[str, Family] = {}
+
+
+def register(name: str, params: type[BaseModel], input_kinds: tuple[str, ...]) -> Callable[[Builder], Builder]:
+    def decorate(build: Builder) -> Builder:
+        _FAMILIES[name] = Family(name, params, build, input_kinds)
+        return build
+
+    return decorate
+
+
+def _ensure_loaded() -> None:
+    # Importing the package registers the built-in families.
+    import shipyard.models  # noqa: F401
+
+
+def get_family(name: str) -> Family:
+    _ensure_loaded()
+    if name not in _FAMILIES:
+        close = difflib.get_close_matches(name, list(_FAMILIES), n=1)
+        hint = f"did you mean `{close[0]}`?" if close else f"known types: {', '.join(sorted(_FAMILIES))}"
+        raise ValueError(f"unknown model type `{name}`; {hint}")
+    return _FAMILIES[name]
+
+
+def families() -> list[str]:
+    _ensure_loaded()
+    return sorted(_FAMILIES)
+
+
+def validate_params(name: str, params: dict[str, Any]) -> BaseModel:
+    family = get_family(name)
+    try:
+        return family.params.model_validate(params)
+    except ValidationError as exc:
+        parts = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"])
+            if err["type"] == "extra_forbidden":
+                close = difflib.get_close_matches(str(err["loc"][-1]), list(family.params.model_fields), n=1)
+                hint = f"; did you mean `{close[0]}`?" if close else ""
+                parts.append(f"unknown key `{field}` for model type `{name}`{hint}")
+            else:
+                parts.append(f"`{field}`: {err['msg']}")
+        raise ValueError("; ".join(parts)) from None
+
+
+def build_model(name: str, params: dict[str, Any], spec: InputSpec) -> nn.Module:
+    family = get_family(name)
+    if spec.kind not in family.input_kinds:
+        raise ShipyardError(
+            f"model type `{name}` takes {'/'.join(family.input_kinds)} inputs, but the data is {spec.kind}",
+            where="model.type",
+        )
+    return family.build(family.params.model_validate(params), spec)
