@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 SourceFormat = Literal["csv", "tsv", "jsonl", "parquet", "images", "idx", "sklearn_digits", "delimited_lines"]
 ColumnType = Literal["numeric", "categorical", "text", "image", "label"]
@@ -211,7 +211,15 @@ class OutputConfig(Strict):
 
 
 class Job(Strict):
-    """A whole job. Build it from YAML with ``shipyard.config.load_job`` or directly in Python."""
+    """A whole job. Build it from YAML with ``Job.from_yaml(path)`` or directly in Python:
+
+    >>> job = Job(task="classification", data={"source": {"format": "sklearn_digits"}},
+    ...           model={"type": "mlp", "hidden": [64]}, training={"epochs": 2})
+    >>> job.model.type
+    'mlp'
+    """
+
+    _base_dir: Any = PrivateAttr(default=None)
 
     task: Literal["classification", "regression"]
     name: str | None = None
@@ -222,6 +230,24 @@ class Job(Strict):
     output: OutputConfig = Field(default_factory=OutputConfig)
     optimize: dict[str, Any] | None = None  # validated by shipyard.optimize when present
     privacy: dict[str, Any] | None = None  # validated by shipyard.training.privacy when present
+
+    @classmethod
+    def from_yaml(cls, path: str | Any) -> Job:
+        """Read and validate a job file (every problem reported at once, with lines)."""
+        from shipyard.config.loader import load_job
+
+        job = load_job(path)
+        from pathlib import Path
+
+        job._base_dir = Path(path).resolve().parent
+        return job
+
+    def run(self, *, run_dir: Any = None, resume: bool = False, show_progress: bool = False) -> Any:
+        """Train, evaluate and package this job; returns a RunResult (metrics, run folder, report)."""
+        from shipyard.pipeline import run_job
+
+        base = getattr(self, "_base_dir", None)
+        return run_job(self, base_dir=base, run_dir=run_dir, resume=resume, show_progress=show_progress)
 
     @field_validator("task", mode="before")
     @classmethod

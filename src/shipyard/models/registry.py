@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+import torch
 from torch import nn
 
 from shipyard.errors import ShipyardError
@@ -94,3 +95,37 @@ def build_model(name: str, params: dict[str, Any], spec: InputSpec) -> nn.Module
             where="model.type",
         )
     return family.build(family.params.model_validate(params), spec)
+
+
+class TargetScaled(nn.Module):
+    """Regression wrapper: the inner model learns a standardised target; outputs come back in real units.
+
+    Keeping the scale inside the module means every backend (torch, ONNX, the server) returns real units.
+    """
+
+    def __init__(self, inner: nn.Module, mean: float, std: float) -> None:
+        super().__init__()
+        self.inner = inner
+        self.register_buffer("mean", torch.tensor(float(mean)))
+        self.register_buffer("std", torch.tensor(float(std)))
+
+    def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
+        return self.inner(**inputs) * self.std + self.mean
+
+
+def build_for_task(
+    name: str,
+    params: dict[str, Any],
+    spec: InputSpec,
+    target_scale: tuple[float, float] | None = None,
+    artifact_dir: Any = None,
+) -> nn.Module:
+    """Build a family's module for a task. ``artifact_dir`` lets families that keep files beside their weights
+    (a transformer's tokenizer and config) rebuild from the artifact instead of their original source."""
+    family = get_family(name)
+    if artifact_dir is not None and "artifact_dir" in family.params.model_fields:
+        params = {**params, "artifact_dir": str(artifact_dir)}
+    model = build_model(name, params, spec)
+    if spec.task == "regression" and target_scale is not None:
+        return TargetScaled(model, *target_scale)
+    return model

@@ -1,0 +1,228 @@
+"""Artifacts: a folder that holds one servable model, and nothing that is ever unpickled.
+
+``shipyard.json`` says what the model is (task, family and parameters, input shape, features, labels, target
+scale, metrics); weights are in ``model.safetensors`` (torch backend) or ``model.onnx`` (ONNX backend); the
+fitted preprocessing is ``preprocessor.json`` + ``preprocessor.safetensors``. Loading refuses any folder that
+holds a pickle file, so a downloaded artifact cannot run code on load.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from shipyard.errors import ShipyardError
+from shipyard.io import atomic_save_safetensors, atomic_write_json
+from shipyard.models.registry import InputSpec, build_for_task
+
+log = logging.getLogger(__name__)
+FORMAT_VERSION = 1
+META = "shipyard.json"
+PICKLE_SUFFIXES = {".pkl", ".pickle", ".pt", ".pth", ".bin", ".joblib", ".ckpt", ".npy", ".npz"}
+
+
+def refuse_pickles(folder: Path) -> None:
+    """Raise if the folder holds a pickle (by name or by the pickle protocol's first byte)."""
+    for path in folder.rglob("*"):
+        if not path.is_file():
+            continue
+        if path.suffix.lower() in PICKLE_SUFFIXES:
+            raise ShipyardError(
+                "refusing to load a model folder that contains a pickle-capable file",
+                where=str(path),
+                hint="artifacts hold safetensors, ONNX and JSON only",
+            )
+        if path.suffix.lower() not in {".json", ".safetensors", ".onnx", ".txt", ".md", ".model", ".data"}:
+            with open(path, "rb") as fh:
+                head = fh.read(2)
+            if head[:1] == b"\x80" and head[1:2] in {bytes([v]) for v in range(2, 6)}:
+                raise ShipyardError("refusing to load a pickled file inside a model folder", where=str(path))
+
+
+def save_torch_artifact(
+    folder: Path,
+    *,
+    model: nn.Module,
+    preprocessor: Any,
+    task: str,
+    model_type: str,
+    model_params: dict[str, Any],
+    input_spec: InputSpec,
+    features: list[dict[str, str]],
+    target: str,
+    labels: list[str] | None,
+    target_scale: tuple[float, float] | None,
+    metrics: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v for k, v in model.state_dict().items()}
+    atomic_save_safetensors(folder / "model.safetensors", state)
+    preprocessor.save(folder)
+    if hasattr(model, "save_extra"):
+        model.save_extra(folder)  # e.g. a transformer's tokenizer and encoder config
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "backend": "torch",
+        "task": task,
+        "model": {"type": model_type, "params": model_params},
+        "input": {
+            "kind": input_spec.kind,
+            "n_features": input_spec.n_features,
+            "image_shape": list(input_spec.image_shape) if input_spec.image_shape else None,
+            "n_outputs": input_spec.n_outputs,
+        },
+        "features": features,
+        "target": target,
+        "labels": labels,
+        "target_scale": list(target_scale) if target_scale else None,
+        "metrics": metrics or {},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "parameters": int(sum(p.numel() for p in model.parameters())),
+        **(extra or {}),
+    }
+    atomic_write_json(folder / META, meta)
+    return folder
+
+
+@dataclass
+class Artifact:
+    path: Path
+    meta: dict[str, Any]
+    preprocessor: Any
+    model: nn.Module | None = None  # torch backend
+    session: Any = None  # ONNX Runtime backend
+
+    # ----------------------------------------------------------- loading
+    @classmethod
+    def load(cls, path: str | Path) -> Artifact:
+        path = Path(path)
+        if (path / "model" / META).is_file():  # a run folder: use its model
+            path = path / "model"
+        if not (path / META).is_file():
+            raise ShipyardError(f"not a model folder: no {META}", where=str(path))
+        refuse_pickles(path)
+        try:
+            meta = json.loads((path / META).read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ShipyardError(f"{META} is not valid JSON ({exc.msg}, line {exc.lineno})", where=str(path)) from None
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ShipyardError(f"unsupported artifact format_version {meta.get('format_version')!r}", where=str(path))
+        from shipyard.data.preprocess import Preprocessor
+
+        preprocessor = Preprocessor.load(path)
+        art = cls(path=path, meta=meta, preprocessor=preprocessor)
+        if meta["backend"] == "onnx":
+            art.session = _onnx_session(path / meta.get("onnx_file", "model.onnx"))
+        else:
+            art.model = art._build_torch()
+        return art
+
+    def _build_torch(self) -> nn.Module:
+        from safetensors.torch import load_file
+
+        inp = self.meta["input"]
+        spec = InputSpec(
+            kind=inp["kind"],
+            n_features=inp["n_features"],
+            image_shape=tuple(inp["image_shape"]) if inp["image_shape"] else None,
+            n_outputs=inp["n_outputs"],
+            task=self.meta["task"],
+        )
+        params = dict(self.meta["model"]["params"])
+        params.update(self.meta.get("artifact_params", {}))
+        scale = tuple(self.meta["target_scale"]) if self.meta.get("target_scale") else None
+        model = build_for_task(self.meta["model"]["type"], params, spec, scale, artifact_dir=self.path)
+        model.load_state_dict(load_file(str(self.path / "model.safetensors")))
+        return model.eval()
+
+    # ----------------------------------------------------------- properties
+    @property
+    def task(self) -> str:
+        return self.meta["task"]
+
+    @property
+    def labels(self) -> list[str] | None:
+        return self.meta.get("labels")
+
+    @property
+    def features(self) -> list[dict[str, str]]:
+        return self.meta["features"]
+
+    @property
+    def backend(self) -> str:
+        return self.meta["backend"]
+
+    # ----------------------------------------------------------- inference
+    def raw_outputs(self, inputs: dict[str, np.ndarray], batch_size: int = 256) -> np.ndarray:
+        """Logits (classification) or values (regression) for already-preprocessed inputs."""
+        n = len(next(iter(inputs.values())))
+        chunks = []
+        for start in range(0, n, batch_size):
+            part = {k: v[start : start + batch_size] for k, v in inputs.items()}
+            if self.session is not None:
+                feed = {i.name: part[i.name] for i in self.session.get_inputs()}
+                chunks.append(np.asarray(self.session.run(None, feed)[0], dtype=np.float32))
+            else:
+                assert self.model is not None
+                with torch.inference_mode():
+                    tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in part.items()}
+                    chunks.append(self.model(**tensors).float().numpy())
+        if not chunks:
+            width = self.meta["input"]["n_outputs"]
+            return np.zeros((0, width), dtype=np.float32)
+        return np.concatenate(chunks)
+
+    def predict_frame(self, frame: pd.DataFrame) -> dict[str, Any]:
+        inputs = self.preprocessor.transform(frame)
+        return self.outputs_to_predictions(self.raw_outputs(inputs))
+
+    def outputs_to_predictions(self, outputs: np.ndarray) -> dict[str, Any]:
+        if self.task == "classification":
+            logits = torch.from_numpy(outputs.astype(np.float32))
+            proba = torch.softmax(logits, dim=-1).numpy()
+            idx = proba.argmax(axis=1)
+            labels = self.labels or [str(i) for i in range(proba.shape[1])]
+            return {"label": [labels[i] for i in idx], "index": idx, "probabilities": proba, "outputs": outputs}
+        values = outputs.reshape(len(outputs), -1)[:, 0]
+        return {"value": values, "outputs": outputs}
+
+    def predict_records(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        frame = pd.DataFrame.from_records(records)
+        pred = self.predict_frame(frame)
+        out = []
+        for i in range(len(frame)):
+            if self.task == "classification":
+                labels = self.labels or []
+                out.append(
+                    {
+                        "label": pred["label"][i],
+                        "probabilities": {
+                            lab: float(p) for lab, p in zip(labels, pred["probabilities"][i], strict=False)
+                        },
+                    }
+                )
+            else:
+                out.append({"value": float(pred["value"][i])})
+        return out
+
+
+def _onnx_session(path: Path) -> Any:
+    import onnxruntime as ort
+
+    if not path.is_file():
+        raise ShipyardError("ONNX file missing", where=str(path))
+    providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), sess_options=opts, providers=providers)

@@ -1,0 +1,254 @@
+"""The `shipyard` command. Thin: each command parses its options and calls one public function.
+
+A ShipyardError becomes one `error:` line and exit code 2; anything else is a bug, reported in one line with
+exit code 1 (run with --debug for the traceback).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from shipyard.errors import ShipyardError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="shipyard: data -> model -> service.")
+runs_app = typer.Typer(no_args_is_help=True, help="Browse the run store.")
+app.add_typer(runs_app, name="runs")
+console = Console()
+err_console = Console(stderr=True)
+log = logging.getLogger("shipyard")
+
+STATE: dict[str, Any] = {"debug": False}
+
+
+def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ShipyardError as exc:
+            if STATE["debug"]:
+                traceback.print_exc()
+            from shipyard.config.loader import ConfigError
+
+            if isinstance(exc, ConfigError):
+                for problem in exc.problems:
+                    err_console.print(f"error: {problem.render()}", markup=False, highlight=False)
+            else:
+                err_console.print(f"error: {exc}", markup=False, highlight=False)
+            raise typer.Exit(2) from None
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            if STATE["debug"]:
+                traceback.print_exc()
+            err_console.print(
+                f"internal error: {type(exc).__name__}: {exc} (a bug in shipyard; rerun with --debug for details)",
+                markup=False,
+                highlight=False,
+            )
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+@app.callback()
+def main_options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at INFO level.")] = False,
+) -> None:
+    STATE["debug"] = debug
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=logging.DEBUG if debug else (logging.INFO if verbose else logging.WARNING),
+        format="%(message)s",
+        handlers=[RichHandler(console=err_console, show_path=False)],
+        force=True,
+    )
+    # transformers and friends are chatty at WARNING; keep our own messages visible
+    logging.getLogger("shipyard").setLevel(logging.INFO)
+
+
+def _load(config: Path) -> Any:
+    from shipyard.config.schema import Job
+
+    return Job.from_yaml(config)
+
+
+def _print_metrics(result: Any) -> None:
+    test = result.metrics.get("test", {})
+    keys = [k for k in ("accuracy", "f1_macro", "log_loss", "roc_auc", "r2", "rmse", "mae") if k in test]
+    shown = ", ".join(f"{k}={test[k]:.4f}" for k in keys)
+    console.print(f"test: {shown}")
+    console.print(f"run folder: {result.run_dir}")
+    if result.report:
+        console.print(f"report: {result.report}")
+
+
+@app.command()
+@handle_errors
+def train(
+    config: Annotated[Path, typer.Argument(help="Job YAML file.")],
+    run_dir: Annotated[Path | None, typer.Option(help="Run folder (default runs/<run-id>).")] = None,
+    resume: Annotated[
+        Path | None, typer.Option(help="Continue the run in this folder from its last checkpoint.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Train, evaluate and package a model described by CONFIG."""
+    from shipyard.pipeline import run_job
+
+    job = _load(config)
+    base = config.resolve().parent
+    if resume is not None:
+        result = run_job(job, base_dir=base, run_dir=resume, resume=True, show_progress=not quiet)
+    else:
+        result = run_job(job, base_dir=base, run_dir=run_dir, show_progress=not quiet)
+    _print_metrics(result)
+
+
+@app.command()
+@handle_errors
+def validate(config: Annotated[Path, typer.Argument(help="Job YAML file.")]) -> None:
+    """Check CONFIG against the schema and report every problem at once."""
+    from shipyard.config.loader import ConfigError
+
+    try:
+        _load(config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            err_console.print(f"error: {problem.render()}", markup=False, highlight=False)
+        err_console.print(f"{len(exc.problems)} problem(s) in {config}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    console.print(f"{config}: valid")
+
+
+@app.command()
+@handle_errors
+def init(
+    data: Annotated[Path, typer.Option(help="Data file to infer the starter config from.")],
+    target: Annotated[str, typer.Option(help="Target column.")],
+    task: Annotated[str, typer.Option(help="classification or regression.")] = "classification",
+    output: Annotated[Path | None, typer.Option(help="Write here instead of printing.")] = None,
+) -> None:
+    """Write a starter job config inferred from a data file."""
+    from shipyard.data.starter import starter_config
+    from shipyard.io import atomic_write_text
+
+    text = starter_config(data, task, target)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        if output.exists():
+            raise ShipyardError("file exists; not overwriting", where=str(output))
+        atomic_write_text(output, text)
+        console.print(f"wrote {output}")
+
+
+@app.command()
+@handle_errors
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="Run folder or model folder.")],
+    data: Annotated[
+        Path | None, typer.Option(help="Labelled data file (default: the run's stored test split).")
+    ] = None,
+) -> None:
+    """Evaluate a saved model on labelled data."""
+    from shipyard.inference import evaluate_run
+
+    metrics = evaluate_run(run, data)
+    console.print_json(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, list | dict)}))
+
+
+@app.command()
+@handle_errors
+def predict(
+    run: Annotated[Path | None, typer.Argument(help="Run folder or model folder.")] = None,
+    input: Annotated[Path, typer.Option("--input", help="CSV or JSONL rows to predict.")] = ...,  # type: ignore[assignment]
+    output: Annotated[Path | None, typer.Option(help="Write predictions here (CSV or JSONL).")] = None,
+    url: Annotated[str | None, typer.Option(help="Call a running shipyard server instead.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model name on the server (with --url).")] = None,
+    api_key: Annotated[str | None, typer.Option(envvar="SHIPYARD_API_KEY", help="Bearer key (with --url).")] = None,
+) -> None:
+    """Predict with a saved model (or a running server) and write one row per input row."""
+    from shipyard.inference import predict_file, predict_remote
+
+    if url:
+        if not model:
+            raise ShipyardError("--model is required with --url", where="--model")
+        rows = predict_remote(url, model, input, output, api_key)
+    else:
+        if run is None:
+            raise ShipyardError("give a run or model folder, or --url", where="RUN")
+        rows = predict_file(run, input, output)
+    console.print(f"{rows} predictions" + (f" written to {output}" if output else ""))
+
+
+@app.command()
+@handle_errors
+def demo(
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Train the built-in example: the MNIST CNN (scikit-learn's 8x8 digits when the shared data is absent)."""
+    from shipyard.examples import demo_job
+    from shipyard.pipeline import run_job
+
+    job, base, label = demo_job()
+    console.print(f"demo: {label}")
+    result = run_job(job, base_dir=base, show_progress=not quiet)
+    _print_metrics(result)
+
+
+@runs_app.command("list")
+@handle_errors
+def runs_list(
+    root: Annotated[Path, typer.Option(help="Runs root folder.")] = Path("runs"),
+    limit: Annotated[int, typer.Option()] = 50,
+) -> None:
+    """List recorded runs, newest first."""
+    from shipyard.store.runs import RunStore, runs_table
+
+    console.print(runs_table(RunStore.for_root(root).list_runs(limit=limit)))
+
+
+@runs_app.command("show")
+@handle_errors
+def runs_show(
+    run: Annotated[str, typer.Argument(help="Run id or unique prefix.")],
+    root: Annotated[Path, typer.Option(help="Runs root folder.")] = Path("runs"),
+) -> None:
+    """Show one run: config, metrics, status."""
+    from shipyard.store.runs import RunStore, run_detail
+
+    console.print(run_detail(RunStore.for_root(root).get(run)))
+
+
+@runs_app.command("compare")
+@handle_errors
+def runs_compare(
+    a: Annotated[str, typer.Argument()],
+    b: Annotated[str, typer.Argument()],
+    root: Annotated[Path, typer.Option(help="Runs root folder.")] = Path("runs"),
+) -> None:
+    """Compare two runs' configs and metrics."""
+    from shipyard.store.runs import RunStore, compare_table
+
+    console.print(compare_table(RunStore.for_root(root).compare(a, b)))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

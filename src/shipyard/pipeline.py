@@ -1,0 +1,249 @@
+"""One job, one direction of flow: config -> data -> model -> engine -> evaluation -> artifact -> report.
+
+`run_job` is what `shipyard train` and `Job.run()` call. Bad input surfaces before the run folder is created,
+so a rejected job leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from shipyard.config.schema import Job
+from shipyard.errors import ShipyardError
+from shipyard.io import atomic_write_json, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    run_dir: Path
+    metrics: dict[str, Any]
+    report: Path | None = None
+    fit: Any = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def test(self) -> dict[str, Any]:
+        return self.metrics.get("test", {})
+
+
+def config_hash(job: Job) -> str:
+    canonical = json.dumps(job.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def new_run_id(job: Job) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    name = (job.name or job.output.name or f"{job.model.type}-{job.task}").replace(" ", "_").replace("/", "_")
+    return f"{stamp}-{name}-{config_hash(job)[:6]}"
+
+
+def resolve_run_dir(job: Job, base_dir: Path, run_dir: Path | None) -> tuple[str, Path]:
+    if run_dir is None and job.output.run_dir:
+        run_dir = Path(job.output.run_dir)
+        run_dir = run_dir if run_dir.is_absolute() else base_dir / run_dir
+    if run_dir is not None:
+        return Path(run_dir).name, Path(run_dir)
+    run_id = new_run_id(job)
+    root = Path(job.output.runs_root)
+    return run_id, (root if root.is_absolute() else Path.cwd() / root) / run_id
+
+
+def dump_config(job: Job) -> str:
+    return yaml.safe_dump(job.model_dump(mode="json", exclude_none=False), sort_keys=False)
+
+
+def _store_for(run_dir: Path):  # noqa: ANN202 - avoids importing the store at module load
+    from shipyard.store.runs import RunStore
+
+    return RunStore.for_root(run_dir.parent)
+
+
+def run_job(
+    job: Job,
+    *,
+    base_dir: Path | None = None,
+    run_dir: Path | None = None,
+    resume: bool = False,
+    show_progress: bool = True,
+) -> RunResult:
+    """Train, evaluate and package one job. With ``resume`` the run folder must hold a checkpoint."""
+    from shipyard.data.prepare import prepare_data
+    from shipyard.evaluation.metrics import compute_metrics
+    from shipyard.training.engine import Engine, read_log
+
+    base_dir = Path(base_dir or Path.cwd())
+    if resume:
+        if run_dir is None or not (Path(run_dir) / "checkpoints").is_dir():
+            raise ShipyardError("nothing to resume: the folder has no checkpoints/", where=str(run_dir))
+        run_id, run_dir = Path(run_dir).name, Path(run_dir)
+    else:
+        run_id, run_dir = resolve_run_dir(job, base_dir, run_dir)
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise ShipyardError(
+                "run folder already exists and is not empty",
+                where=str(run_dir),
+                hint="pass --resume to continue it, or another --run-dir",
+            )
+
+    prepared = prepare_data(job, base_dir=base_dir)  # every data error surfaces here, before any folder exists
+    train, val, test = (prepared.splits[k] for k in ("train", "validation", "test"))
+    target_scale = None
+    if job.task == "regression":
+        y = train.target.astype(np.float64)
+        target_scale = (float(y.mean()), float(y.std() or 1.0))
+
+    from shipyard.models.registry import build_for_task
+    from shipyard.training.engine import seed_everything
+
+    seed_everything(job.training.seed)  # weight initialisation is part of what the seed fixes
+    model = build_for_task(job.model.type, job.model.params(), prepared.input_spec, target_scale)
+    engine = Engine(
+        job.training,
+        job.task,
+        labels=prepared.labels,
+        augmentation=job.data.augmentation,
+        target_scale=target_scale,
+        show_progress=show_progress,
+    )
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    store = _store_for(run_dir)
+    chash = config_hash(job)
+    if not resume:
+        atomic_write_text(run_dir / "config.yaml", dump_config(job))
+        atomic_write_json(run_dir / "data_summary.json", prepared.summary)
+        _save_splits(run_dir, prepared)
+        store.start_run(
+            run_id,
+            run_dir,
+            name=job.name or run_id,
+            task=job.task,
+            model_type=job.model.type,
+            config=job.model_dump(mode="json"),
+            config_hash=chash,
+            seed=job.training.seed,
+        )
+    started = time.perf_counter()
+    try:
+        fit = engine.fit(model, train, val if len(val.target) else None, run_dir, resume=resume)
+        metrics: dict[str, Any] = {}
+        predictions: dict[str, Any] = {}
+        for name, split in (("validation", val), ("test", test)):
+            if len(split.target) == 0:
+                continue
+            outputs = engine.predict(model, split.inputs)
+            metrics[name] = compute_metrics(job.task, split.target, outputs, prepared.labels)
+            predictions[name] = outputs
+        metrics["training"] = {
+            "epochs": fit.epochs_run,
+            "steps": fit.global_step,
+            "best_epoch": fit.best_epoch,
+            "stopped_early": fit.stopped_early,
+            "precision": fit.precision,
+            "seconds": round(fit.seconds, 2),
+            "examples_per_second": round(fit.examples_per_second, 1),
+        }
+        atomic_write_json(run_dir / "metrics.json", metrics)
+        from shipyard.artifact import save_torch_artifact
+
+        save_torch_artifact(
+            run_dir / "model",
+            model=model,
+            preprocessor=prepared.preprocessor,
+            task=job.task,
+            model_type=job.model.type,
+            model_params=job.model.params(),
+            input_spec=prepared.input_spec,
+            features=[{"name": k, "type": v} for k, v in prepared.column_types.items() if k != job.data.target],
+            target=job.data.target,
+            labels=prepared.labels,
+            target_scale=target_scale,
+            metrics={k: v for k, v in metrics.items() if k in ("validation", "test")},
+            extra={"run_id": run_id, "config_hash": chash},
+        )
+        report = _write_report(
+            job, run_dir, metrics, prepared, read_log(run_dir / "train_log.jsonl"), predictions, test
+        )
+        store.finish_run(run_id, status="finished", metrics=metrics, duration_s=time.perf_counter() - started)
+    except BaseException as exc:
+        status = "killed" if isinstance(exc, KeyboardInterrupt) else "failed"
+        store.finish_run(
+            run_id, status=status, metrics={}, duration_s=time.perf_counter() - started, error=str(exc)[:500]
+        )
+        raise
+    result = RunResult(run_id=run_id, run_dir=run_dir, metrics=metrics, report=report, fit=fit)
+    if job.optimize:
+        from shipyard.optimize import optimize_run
+
+        result.extras["optimize"] = optimize_run(run_dir, job.optimize)
+    return result
+
+
+def _save_splits(run_dir: Path, prepared: Any) -> None:
+    """Tabular and text splits are kept (Parquet) so `evaluate`, `predict` and erasure requests can use them."""
+    if "image" in prepared.column_types.values():
+        return
+    for name, split in prepared.splits.items():
+        frame = split.frame
+        if frame is None or len(frame) == 0:
+            continue
+        path = run_dir / "splits" / f"{name}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".parquet.tmp")
+        frame.to_parquet(tmp, index=False)
+        tmp.replace(path)
+
+
+def _write_report(
+    job: Job, run_dir: Path, metrics: dict, prepared: Any, train_log: list, predictions: dict, test: Any
+) -> Path:
+    from shipyard.evaluation.model_card import write_model_card
+    from shipyard.evaluation.report import write_report
+
+    extra_sections = []
+    for hook in _report_hooks():
+        extra_sections.extend(
+            hook(job=job, run_dir=run_dir, metrics=metrics, prepared=prepared, predictions=predictions)
+        )
+    test_predictions = {
+        "y_true": test.target,
+        "outputs": predictions.get("test", np.zeros((0,))),
+        "labels": prepared.labels,
+    }
+    config = job.model_dump(mode="json")
+    path = write_report(
+        run_dir,
+        job_config=config,
+        metrics=metrics,
+        summary=prepared.summary,
+        train_log=train_log,
+        test_predictions=test_predictions,
+        extra_sections=extra_sections,
+    )
+    write_model_card(run_dir, job_config=config, metrics=metrics, summary=prepared.summary)
+    return path
+
+
+_HOOKS: list[Any] = []
+
+
+def register_report_hook(hook: Any) -> Any:
+    """Later layers (text, fairness, privacy) add report sections without this module knowing them."""
+    _HOOKS.append(hook)
+    return hook
+
+
+def _report_hooks() -> list[Any]:
+    return list(_HOOKS)

@@ -1,0 +1,77 @@
+"""The one place that knows about devices and processes.
+
+Single-process by default. When launched by ``torchrun`` (WORLD_SIZE > 1) it joins the process group (gloo on
+CPU, NCCL on CUDA), gives each rank its slice of every batch order, wraps the model in DDP and averages metrics
+across ranks. The engine calls only this module's methods, so it never branches on distributed-or-not.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    if requested == "cuda" or (requested == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            from shipyard.errors import ShipyardError
+
+            raise ShipyardError("device cuda asked for, but no CUDA GPU is visible", where="training.device")
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        return torch.device("cuda", local)
+    return torch.device("cpu")
+
+
+@dataclass
+class DistContext:
+    rank: int = 0
+    world_size: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @classmethod
+    def create(cls, requested_device: str = "auto") -> DistContext:
+        device = pick_device(requested_device)
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world > 1 and not dist.is_initialized():
+            backend = "nccl" if device.type == "cuda" else "gloo"
+            dist.init_process_group(backend=backend)
+            if device.type == "cuda":
+                torch.cuda.set_device(device)
+            log.info("joined process group: rank %d of %d (%s)", dist.get_rank(), world, backend)
+        rank = dist.get_rank() if dist.is_initialized() else 0
+        return cls(rank=rank, world_size=world, device=device)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def shard(self, batch_indices: torch.Tensor) -> torch.Tensor:
+        """This rank's share of one global batch (every rank sees the same global order)."""
+        if self.world_size == 1:
+            return batch_indices
+        return batch_indices[self.rank :: self.world_size]
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        if self.world_size == 1:
+            return model
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+    def mean(self, value: float, weight: float = 1.0) -> float:
+        """Weighted mean of a scalar over ranks."""
+        if self.world_size == 1:
+            return value
+        t = torch.tensor([value * weight, weight], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return float(t[0] / t[1])
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            dist.barrier()

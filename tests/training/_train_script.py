@@ -1,0 +1,73 @@
+"""Trains a small model with the engine on synthetic data; run as a subprocess by the kill-and-resume test."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from shipyard.config.schema import TrainingConfig
+from shipyard.models.registry import InputSpec, build_model
+from shipyard.training.engine import Engine
+
+
+@dataclass
+class Split:
+    inputs: dict[str, np.ndarray]
+    target: np.ndarray
+
+
+def make_data(n: int = 600, seed: int = 0) -> tuple[Split, Split]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 10)).astype(np.float32)
+    y = ((x[:, 0] + x[:, 1] * x[:, 2]) > 0).astype(np.int64)
+    cut = int(n * 0.8)
+    return Split({"x": x[:cut]}, y[:cut]), Split({"x": x[cut:]}, y[cut:])
+
+
+def config(**overrides: object) -> TrainingConfig:
+    base = dict(
+        epochs=4,
+        batch_size=16,
+        learning_rate=0.01,
+        checkpoint_every_steps=5,
+        seed=3,
+        gradient_accumulation=2,
+        clip_grad_norm=1.0,
+        schedule={"name": "cosine", "warmup_steps": 5},
+        num_threads=1,
+    )
+    base.update(overrides)
+    return TrainingConfig.model_validate(base)
+
+
+def train(run_dir: Path, resume: bool, slow: float = 0.0) -> None:
+    import time
+
+    import torch
+
+    from shipyard.training.engine import seed_everything
+
+    train_split, val_split = make_data()
+    seed_everything(3)
+    spec = InputSpec(kind="tabular", n_features=10, n_outputs=2)
+    model = build_model("mlp", {"hidden": [32, 16], "dropout": 0.2, "batch_norm": True}, spec)
+    if slow:
+        original = model.forward
+
+        def slowed(**kw: torch.Tensor) -> torch.Tensor:
+            time.sleep(slow)
+            return original(**kw)
+
+        model.forward = slowed  # type: ignore[method-assign]
+    engine = Engine(config(), "classification", labels=["0", "1"], show_progress=False)
+    engine.fit(model, train_split, val_split, run_dir, resume=resume)
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(run_dir / "final.safetensors"))
+
+
+if __name__ == "__main__":
+    train(Path(sys.argv[1]), resume=sys.argv[2] == "resume", slow=float(sys.argv[3]) if len(sys.argv) > 3 else 0.0)
