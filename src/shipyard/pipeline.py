@@ -64,10 +64,18 @@ def dump_config(job: Job) -> str:
     return yaml.safe_dump(job.model_dump(mode="json", exclude_none=False), sort_keys=False)
 
 
-def _store_for(run_dir: Path):  # noqa: ANN202 - avoids importing the store at module load
+def _store_for(run_dir: Path) -> Any:
     from shipyard.store.runs import RunStore
 
     return RunStore.for_root(run_dir.parent)
+
+
+def _known(store: Any, run_id: str) -> bool:
+    try:
+        store.get(run_id)
+    except ShipyardError:
+        return False
+    return True
 
 
 def run_job(
@@ -125,6 +133,7 @@ def run_job(
         atomic_write_text(run_dir / "config.yaml", dump_config(job))
         atomic_write_json(run_dir / "data_summary.json", prepared.summary)
         _save_splits(run_dir, prepared)
+    if not resume or not _known(store, run_id):
         store.start_run(
             run_id,
             run_dir,

@@ -19,7 +19,7 @@ from shipyard.models.registry import InputSpec, build_model
 from shipyard.training.engine import Engine, read_log
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _train_script import Split, config, make_data  # noqa: E402
+from _train_script import Split, config, make_data
 
 SCRIPT = Path(__file__).parent / "_train_script.py"
 

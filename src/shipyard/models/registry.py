@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
 import torch
+from pydantic import BaseModel, ValidationError
 from torch import nn
 
 from shipyard.errors import ShipyardError

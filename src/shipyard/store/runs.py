@@ -1,0 +1,429 @@
+"""The run index: one row per training run in ``<runs_root>/shipyard.db``.
+
+The run folder stays the source of truth for artefacts; this table makes runs quick to list, find by id prefix
+(like git), compare and flag (e.g. ``needs_retraining``). Also holds the ``rich`` renderers the CLI prints.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import math
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from rich import box
+from rich.table import Table
+from rich.text import Text
+
+from shipyard.errors import ShipyardError
+from shipyard.store.db import DB_FILENAME, Database, dumps, loads, parse_time, utc_now
+
+logger = logging.getLogger(__name__)
+
+RunStatus = Literal["running", "finished", "failed", "killed"]
+FinalStatus = Literal["finished", "failed", "killed"]
+STATUSES: tuple[str, ...] = get_args(RunStatus)
+FINAL_STATUSES: tuple[str, ...] = get_args(FinalStatus)
+METRIC_SPLITS = ("validation", "test")
+# the metric shown in the runs table, first one present wins
+HEADLINE_METRICS = ("accuracy", "f1_macro", "f1", "auc", "roc_auc", "r2", "rmse", "mae", "loss")
+
+_STATUS_STYLE = {"running": "yellow", "finished": "green", "failed": "red", "killed": "magenta"}
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One row of the run index."""
+
+    run_id: str
+    run_dir: Path
+    name: str
+    task: str
+    model_type: str
+    status: str
+    config: dict[str, Any]
+    config_hash: str
+    seed: int
+    started_at: datetime
+    metrics: dict[str, Any] = field(default_factory=dict)
+    flags: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    duration_s: float | None = None
+    finished_at: datetime | None = None
+
+
+def _record(row: sqlite3.Row) -> RunRecord:
+    return RunRecord(
+        run_id=row["run_id"],
+        run_dir=Path(row["run_dir"]),
+        name=row["name"],
+        task=row["task"],
+        model_type=row["model_type"],
+        status=row["status"],
+        config=loads(row["config"]),
+        config_hash=row["config_hash"],
+        seed=int(row["seed"]),
+        started_at=parse_time(row["started_at"]),  # type: ignore[arg-type]
+        metrics=loads(row["metrics"]),
+        flags=loads(row["flags"]),
+        error=row["error"],
+        duration_s=row["duration_s"],
+        finished_at=parse_time(row["finished_at"]),
+    )
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one level with dotted keys: ``{"a": {"b": 1}} -> {"a.b": 1}``. Lists stay values."""
+    if isinstance(value, dict) and (value or not prefix):
+        out: dict[str, Any] = {}
+        for key, sub in value.items():
+            out.update(flatten(sub, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: value}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+class RunStore:
+    """The run index in a SQLite file. Safe to share between threads."""
+
+    def __init__(self, db_path: Path) -> None:
+        self.db = Database(db_path)
+
+    @classmethod
+    def for_root(cls, runs_root: Path) -> RunStore:
+        """The store for a runs folder: ``runs_root/shipyard.db``."""
+        return cls(Path(runs_root) / DB_FILENAME)
+
+    # ---- writing -------------------------------------------------------------------------------------------
+
+    def start_run(
+        self,
+        run_id: str,
+        run_dir: Path,
+        *,
+        name: str,
+        task: str,
+        model_type: str,
+        config: dict[str, Any],
+        config_hash: str,
+        seed: int,
+    ) -> None:
+        """Add a run with status ``running``."""
+        if not isinstance(run_id, str) or not run_id.strip():
+            raise ShipyardError(f"run id must be a non-empty string, got {run_id!r}", where="run_id")
+        if not isinstance(config, dict):
+            raise ShipyardError(f"config must be a dict, got {type(config).__name__}", where="config")
+        config_text = dumps(config, field="config")
+        with self.db.transaction() as conn:
+            if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
+                raise ShipyardError(f"run {run_id!r} already exists", where="run_id")
+            conn.execute(
+                "INSERT INTO runs (run_id, run_dir, name, task, model_type, status, config, config_hash, seed,"
+                " started_at) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)",
+                (
+                    run_id,
+                    str(run_dir),
+                    name,
+                    task,
+                    model_type,
+                    config_text,
+                    config_hash,
+                    int(seed),
+                    utc_now(),
+                ),
+            )
+        logger.info("run %s started (%s, %s)", run_id, task, model_type)
+
+    def finish_run(
+        self,
+        run_id: str,
+        *,
+        status: FinalStatus,
+        metrics: dict[str, Any],
+        duration_s: float,
+        error: str | None = None,
+    ) -> None:
+        """Record how a run ended. ``metrics`` is ``{"validation": {...}, "test": {...}}`` (may be partial)."""
+        if status not in FINAL_STATUSES:
+            raise ShipyardError(
+                f"unknown final status {status!r}", where="status", hint=f"one of {', '.join(FINAL_STATUSES)}"
+            )
+        metrics_text = dumps(metrics or {}, field="metrics")
+        with self.db.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE runs SET status = ?, metrics = ?, duration_s = ?, error = ?, finished_at = ? WHERE run_id = ?",
+                (status, metrics_text, float(duration_s), error, utc_now(), run_id),
+            )
+            if cursor.rowcount == 0:
+                raise ShipyardError(f"no run {run_id!r} to finish", where="run_id", hint="call start_run first")
+        logger.info("run %s %s after %.1f s", run_id, status, duration_s)
+
+    def mark(self, run_id: str, key: str, value: Any) -> RunRecord:
+        """Set a flag on a run (e.g. ``needs_retraining``); ``value=None`` removes it. Accepts an id prefix."""
+        if not isinstance(key, str) or not key.strip():
+            raise ShipyardError(f"flag name must be a non-empty string, got {key!r}", where="key")
+        with self.db.transaction() as conn:
+            row = self._resolve(conn, run_id)
+            flags = loads(row["flags"])
+            if value is None:
+                flags.pop(key, None)
+            else:
+                flags[key] = value
+            conn.execute("UPDATE runs SET flags = ? WHERE run_id = ?", (dumps(flags, field="flags"), row["run_id"]))
+            updated = conn.execute("SELECT * FROM runs WHERE run_id = ?", (row["run_id"],)).fetchone()
+        logger.info("run %s: flag %s = %r", row["run_id"], key, value)
+        return _record(updated)
+
+    def delete(self, run_id: str) -> RunRecord:
+        """Remove a run from the index (the run folder is left alone). Accepts a unique id prefix."""
+        with self.db.transaction() as conn:
+            row = self._resolve(conn, run_id)
+            conn.execute("DELETE FROM runs WHERE run_id = ?", (row["run_id"],))
+        logger.info("run %s removed from the index", row["run_id"])
+        return _record(row)
+
+    # ---- reading -------------------------------------------------------------------------------------------
+
+    def get(self, run_id_or_prefix: str) -> RunRecord:
+        """The run with this id, or the only run whose id starts with it."""
+        with self.db.connect() as conn:
+            return _record(self._resolve(conn, run_id_or_prefix))
+
+    def list_runs(self, limit: int | None = 50, status: str | None = None) -> list[RunRecord]:
+        """Runs newest first; ``status`` filters, ``limit=None`` returns all."""
+        if status is not None and status not in STATUSES:
+            raise ShipyardError(f"unknown status {status!r}", where="status", hint=f"one of {', '.join(STATUSES)}")
+        if limit is not None and (not isinstance(limit, int) or limit < 0):
+            raise ShipyardError(f"limit must be a non-negative integer, got {limit!r}", where="limit")
+        sql = "SELECT * FROM runs"
+        params: list[Any] = []
+        if status is not None:
+            sql += " WHERE status = ?"
+            params.append(status)
+        sql += " ORDER BY started_at DESC, rowid DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        with self.db.connect() as conn:
+            return [_record(row) for row in conn.execute(sql, params).fetchall()]
+
+    def compare(self, a: str | RunRecord, b: str | RunRecord) -> dict[str, Any]:
+        """Differences between two runs (ids, prefixes or records).
+
+        Returns ``{"a": id_a, "b": id_b, "config": {dotted_key: {"a": va, "b": vb}},
+        "metrics": {"validation": {name: {"a": va, "b": vb, "delta": vb - va | None}}, "test": {...}}}``.
+        ``config`` holds only keys whose values differ (a key missing on one side shows as None there);
+        ``metrics`` holds every scalar metric of either run (nested ones flattened), ``delta`` is None unless
+        both are numbers.
+        """
+        ra = a if isinstance(a, RunRecord) else self.get(a)
+        rb = b if isinstance(b, RunRecord) else self.get(b)
+        fa, fb = flatten(ra.config), flatten(rb.config)
+        config_diff = {
+            key: {"a": fa.get(key), "b": fb.get(key)}
+            for key in sorted(set(fa) | set(fb))
+            if key not in fa or key not in fb or fa[key] != fb[key]
+        }
+        metric_diff: dict[str, dict[str, dict[str, Any]]] = {}
+        for split in METRIC_SPLITS:
+            ma = {k: v for k, v in flatten(ra.metrics.get(split) or {}).items() if not isinstance(v, list)}
+            mb = {k: v for k, v in flatten(rb.metrics.get(split) or {}).items() if not isinstance(v, list)}
+            rows: dict[str, dict[str, Any]] = {}
+            for key in sorted(set(ma) | set(mb)):
+                va, vb = ma.get(key), mb.get(key)
+                delta = vb - va if _is_number(va) and _is_number(vb) else None
+                rows[key] = {"a": va, "b": vb, "delta": delta}
+            metric_diff[split] = rows
+        return {"a": ra.run_id, "b": rb.run_id, "config": config_diff, "metrics": metric_diff}
+
+    def _resolve(self, conn: sqlite3.Connection, run_id_or_prefix: str) -> sqlite3.Row:
+        query = run_id_or_prefix
+        if not isinstance(query, str) or not query.strip():
+            raise ShipyardError(f"give a run id or id prefix, got {query!r}", where="run id")
+        row = conn.execute("SELECT * FROM runs WHERE run_id = ?", (query,)).fetchone()
+        if row is not None:
+            return row
+        escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        rows = conn.execute(
+            "SELECT * FROM runs WHERE run_id LIKE ? ESCAPE '\\' ORDER BY started_at DESC", (escaped + "%",)
+        ).fetchall()
+        # LIKE is case-insensitive for ASCII; keep prefix matching exact like git
+        rows = [r for r in rows if r["run_id"].startswith(query)]
+        if len(rows) == 1:
+            return rows[0]
+        if rows:
+            ids = [r["run_id"] for r in rows]
+            shown = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
+            raise ShipyardError(
+                f"run id prefix {query!r} is ambiguous: {len(ids)} runs match",
+                where="run id",
+                hint=f"matches {shown}; give more characters",
+            )
+        all_ids = [r[0] for r in conn.execute("SELECT run_id FROM runs").fetchall()]
+        close = difflib.get_close_matches(query, all_ids, n=5, cutoff=0.5)
+        if not close:
+            close = [i for i in all_ids if i.lower().startswith(query.lower()[:3])][:5]
+        if close:
+            hint = f"did you mean {', '.join(close)}?"
+        elif all_ids:
+            recent = [r[0] for r in conn.execute("SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 5")]
+            hint = f"recent runs: {', '.join(recent)}"
+        else:
+            hint = "no runs are recorded yet"
+        raise ShipyardError(f"no run matches {query!r}", where="run id", hint=hint)
+
+
+# ---- rendering (the CLI prints these) ---------------------------------------------------------------------
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return str(value)
+        return f"{value:.4g}" if abs(value) < 1e5 else f"{value:.4e}"
+    if isinstance(value, (dict, list)):
+        return dumps(value)
+    return str(value)
+
+
+def _fmt_delta(value: Any) -> Text:
+    if not _is_number(value):
+        return Text("-")
+    text = f"{value:+.4g}" if isinstance(value, float) else f"{value:+d}"
+    return Text(text, style="green" if value > 0 else "red" if value < 0 else "dim")
+
+
+def _fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def _fmt_time(value: datetime | None) -> str:
+    return value.astimezone().strftime("%Y-%m-%d %H:%M") if value else "-"
+
+
+def headline_metric(record: RunRecord) -> tuple[str, Any] | None:
+    """The validation (else test) metric to show in a one-line summary, as (name, value)."""
+    for split in METRIC_SPLITS:
+        values = record.metrics.get(split) or {}
+        label = "val" if split == "validation" else split
+        for name in HEADLINE_METRICS:
+            if _is_number(values.get(name)):
+                return f"{label}.{name}", values[name]
+        for name, value in values.items():
+            if _is_number(value):
+                return f"{label}.{name}", value
+    return None
+
+
+def _status_text(status: str) -> Text:
+    return Text(status, style=_STATUS_STYLE.get(status, ""))
+
+
+def runs_table(records: list[RunRecord]) -> Table:
+    """One line per run: id, name, status, task, model, headline metric, flags, started, duration."""
+    table = Table(title="Runs", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("id", style="cyan", no_wrap=True)
+    table.add_column("name")
+    table.add_column("status")
+    table.add_column("task", overflow="fold")
+    table.add_column("model", overflow="fold")
+    table.add_column("metric", overflow="fold")
+    table.add_column("flags", overflow="fold")
+    table.add_column("started", no_wrap=True)
+    table.add_column("duration", justify="right")
+    for record in records:
+        metric = headline_metric(record)
+        table.add_row(
+            Text(record.run_id),
+            Text(record.name),
+            _status_text(record.status),
+            Text(record.task),
+            Text(record.model_type),
+            Text(f"{metric[0]}={_fmt(metric[1])}" if metric else "-"),
+            Text(", ".join(f"{k}={_fmt(v)}" for k, v in sorted(record.flags.items())) or "-"),
+            Text(_fmt_time(record.started_at)),
+            Text(_fmt_duration(record.duration_s)),
+        )
+    if not records:
+        table.caption = "no runs recorded"
+    return table
+
+
+def run_detail(record: RunRecord) -> Table:
+    """Everything about one run as field / value rows: identity, status, metrics and the flattened config."""
+    table = Table(title=f"Run {record.run_id}", box=box.SIMPLE_HEAD, show_header=True)
+    table.add_column("field", style="bold", no_wrap=True)
+    table.add_column("value")
+    rows: list[tuple[str, Text]] = [
+        ("id", Text(record.run_id)),
+        ("name", Text(record.name)),
+        ("status", _status_text(record.status)),
+        ("task", Text(record.task)),
+        ("model", Text(record.model_type)),
+        ("folder", Text(str(record.run_dir))),
+        ("seed", Text(str(record.seed))),
+        ("config hash", Text(record.config_hash)),
+        ("started", Text(_fmt_time(record.started_at))),
+        ("finished", Text(_fmt_time(record.finished_at))),
+        ("duration", Text(_fmt_duration(record.duration_s))),
+    ]
+    if record.error:
+        rows.append(("error", Text(record.error, style="red")))
+    for key, value in sorted(record.flags.items()):
+        rows.append((f"flag {key}", Text(_fmt(value), style="yellow")))
+    for split in METRIC_SPLITS:
+        for key, value in flatten(record.metrics.get(split) or {}).items():
+            if value == {} or isinstance(value, list):
+                continue
+            rows.append((f"{split}.{key}", Text(_fmt(value))))
+    for key, value in flatten(record.config).items():
+        if value == {}:
+            continue
+        rows.append((f"config {key}", Text(_fmt(value), style="dim")))
+    for label, value in rows:
+        table.add_row(label, value)
+    return table
+
+
+def compare_table(result: dict[str, Any]) -> Table:
+    """The output of :meth:`RunStore.compare` as one table: config differences, then metrics with deltas."""
+    run_a, run_b = str(result.get("a", "a")), str(result.get("b", "b"))
+    table = Table(title=f"{run_a} vs {run_b}", box=box.SIMPLE_HEAD)
+    table.add_column("key", style="bold", no_wrap=True)
+    table.add_column(Text(run_a), overflow="fold")
+    table.add_column(Text(run_b), overflow="fold")
+    table.add_column("delta", justify="right")
+    config = result.get("config") or {}
+    for key, pair in config.items():
+        table.add_row(f"config.{key}", Text(_fmt(pair.get("a"))), Text(_fmt(pair.get("b"))), Text(""))
+    if not config:
+        table.add_row(Text("config", style="dim"), Text("identical", style="dim"), Text(""), Text(""))
+    for split, metrics in (result.get("metrics") or {}).items():
+        if not metrics:
+            continue
+        table.add_section()
+        for key, triple in metrics.items():
+            table.add_row(
+                f"{split}.{key}",
+                Text(_fmt(triple.get("a"))),
+                Text(_fmt(triple.get("b"))),
+                _fmt_delta(triple.get("delta")),
+            )
+    return table
