@@ -30,6 +30,11 @@ log = logging.getLogger("shipyard")
 STATE: dict[str, Any] = {"debug": False}
 
 
+def _err(line: str) -> None:
+    """One unwrapped line on stderr (rich would wrap long messages at the terminal width)."""
+    typer.echo(" ".join(line.split("\n")), err=True)
+
+
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -42,20 +47,16 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
             if isinstance(exc, ConfigError):
                 for problem in exc.problems:
-                    err_console.print(f"error: {problem.render()}", markup=False, highlight=False)
+                    _err(f"error: {problem.render()}")
             else:
-                err_console.print(f"error: {exc}", markup=False, highlight=False)
+                _err(f"error: {exc}")
             raise typer.Exit(2) from None
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
         except Exception as exc:
             if STATE["debug"]:
                 traceback.print_exc()
-            err_console.print(
-                f"internal error: {type(exc).__name__}: {exc} (a bug in shipyard; rerun with --debug for details)",
-                markup=False,
-                highlight=False,
-            )
+            _err(f"internal error: {type(exc).__name__}: {exc} (a bug in shipyard; rerun with --debug for details)")
             raise typer.Exit(1) from None
 
     return wrapper
@@ -75,8 +76,7 @@ def main_options(
         handlers=[RichHandler(console=err_console, show_path=False)],
         force=True,
     )
-    # transformers and friends are chatty at WARNING; keep our own messages visible
-    logging.getLogger("shipyard").setLevel(logging.INFO)
+    logging.getLogger("shipyard").setLevel(logging.DEBUG if debug else (logging.INFO if verbose else logging.WARNING))
 
 
 def _load(config: Path) -> Any:
@@ -127,8 +127,8 @@ def validate(config: Annotated[Path, typer.Argument(help="Job YAML file.")]) -> 
         _load(config)
     except ConfigError as exc:
         for problem in exc.problems:
-            err_console.print(f"error: {problem.render()}", markup=False, highlight=False)
-        err_console.print(f"{len(exc.problems)} problem(s) in {config}", markup=False, highlight=False)
+            _err(f"error: {problem.render()}")
+        _err(f"{len(exc.problems)} problem(s) in {config}")
         raise typer.Exit(2) from None
     console.print(f"{config}: valid")
 

@@ -50,7 +50,14 @@ def eval_batches(n: int, batch_size: int, lengths: np.ndarray | None = None) -> 
 
 
 def to_tensors(inputs: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in inputs.items()}
+    return {k: _tensor(v) for k, v in inputs.items()}
+
+
+def _tensor(array: np.ndarray) -> torch.Tensor:
+    array = np.ascontiguousarray(array)
+    if not array.flags.writeable:  # torch wants writable memory; read-only arrays come from Parquet/Arrow
+        array = array.copy()
+    return torch.from_numpy(array)
 
 
 def collate(tensors: dict[str, torch.Tensor], idx: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor]:

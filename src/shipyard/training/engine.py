@@ -158,7 +158,7 @@ class Engine:
             _truncate_log(run_dir / "train_log.jsonl", state.log_lines)
             log.info("resumed at epoch %d, step %d", state.epoch, state.global_step)
         train_t = batching.to_tensors(train.inputs)
-        train_y = torch.from_numpy(np.ascontiguousarray(train.target))
+        train_y = batching._tensor(np.asarray(train.target))
         logger = _JsonlLog(run_dir / "train_log.jsonl", state, enabled=self.ctx.is_main)
 
         def checkpoint() -> None:

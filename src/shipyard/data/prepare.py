@@ -1,0 +1,182 @@
+"""``prepare_data``: the whole data stage of a job, from the config to model-ready arrays.
+
+load (source, optional validation/test sources) -> required columns -> column types -> cleaning -> split ->
+preprocessor fitted on train -> transform every split -> data-quality summary.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from shipyard.config.schema import Job
+from shipyard.data.checks import summarize
+from shipyard.data.cleaning import clean_frame, count_clipped
+from shipyard.data.preprocess import Preprocessor, TextEncoder
+from shipyard.data.sources import load_source
+from shipyard.data.splits import SPLIT_NAMES, split_frame
+from shipyard.data.types import check_column_types, infer_column_types, require_columns
+from shipyard.errors import ShipyardError
+from shipyard.models.registry import InputSpec, get_family
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SplitArrays:
+    inputs: dict[str, np.ndarray]
+    target: np.ndarray
+    frame: pd.DataFrame
+
+    def __len__(self) -> int:
+        return len(self.target)
+
+
+@dataclass
+class PreparedData:
+    splits: dict[str, SplitArrays]
+    preprocessor: Preprocessor
+    summary: dict[str, Any]
+    input_spec: InputSpec
+    labels: list[str] | None
+    column_types: dict[str, str]
+
+
+def _feature_names(job: Job, frame: pd.DataFrame) -> tuple[list[str], dict[str, str | None]]:
+    data = job.data
+    specs = data.feature_specs()
+    require_columns(frame, data.drop_columns, field="data.drop_columns", where=frame.attrs.get("source"))
+    if specs is None:
+        features = [str(c) for c in frame.columns if c != data.target and c not in data.drop_columns]
+        declared: dict[str, str | None] = {}
+    else:
+        features = [s.name for s in specs if s.name not in data.drop_columns]
+        declared = {s.name: s.type for s in specs}
+        require_columns(frame, features, field="data.features", where=frame.attrs.get("source"))
+    if data.target in features:
+        raise ShipyardError(f"the target {data.target!r} is also listed as a feature", where="data.features")
+    if not features:
+        raise ShipyardError(
+            "no feature columns left", where="data.features", hint="every column is the target or in drop_columns"
+        )
+    return features, declared
+
+
+def _check_model_takes(
+    job: Job, column_types: dict[str, str], features: list[str], text_encoder: TextEncoder | None
+) -> None:
+    text = [f for f in features if column_types[f] == "text"]
+    if not text:
+        return
+    family = get_family(job.model.type)
+    if "text" not in family.input_kinds or text_encoder is None:
+        raise ShipyardError(
+            f"column {text[0]!r} is free text, but model type `{job.model.type}` takes "
+            f"{'/'.join(family.input_kinds)} inputs",
+            where=f"data.features ({text[0]})",
+            hint="add it to data.drop_columns, declare it `type: categorical`, or use a text model",
+        )
+
+
+def prepare_data(job: Job, *, base_dir: Path, text_encoder: TextEncoder | None = None) -> PreparedData:
+    """Run the data stage of ``job``; paths in the config are relative to ``base_dir``."""
+    data = job.data
+    started = time.perf_counter()
+    frames: dict[str, pd.DataFrame] = {"source": load_source(data.source, base_dir=base_dir, field="data.source")}
+    if data.validation_source is not None:
+        frames["validation"] = load_source(data.validation_source, base_dir=base_dir, field="data.validation_source")
+    if data.test_source is not None:
+        frames["test"] = load_source(data.test_source, base_dir=base_dir, field="data.test_source")
+    for key, frame in frames.items():
+        field = "data.target" if key == "source" else f"data.target (in data.{key}_source)"
+        require_columns(frame, [data.target], field=field, where=frame.attrs.get("source"))
+
+    main = frames["source"]
+    features, declared = _feature_names(job, main)
+    column_types = infer_column_types(main, features, data.target, declared)
+    _check_model_takes(job, column_types, features, text_encoder)
+
+    keep = list(dict.fromkeys([*features, data.target]))
+    # sensitive columns travel with the frame (for fairness reports) without being features
+    extras = [c for c in job.evaluation.sensitive_features if c in main.columns and c not in keep]
+    cleaned: dict[str, pd.DataFrame] = {}
+    cleaning_counts: dict[str, Any] = {}
+    for key, frame in frames.items():
+        source = frame.attrs.get("source", key)
+        if key != "source":
+            require_columns(frame, features, field=f"data.features (in data.{key}_source)", where=source)
+        cols = keep + [c for c in extras if c in frame.columns]
+        checked = check_column_types(frame[cols], column_types, where=source)
+        if column_types.get(data.target) == "label" and job.task == "regression":
+            checked = check_column_types(checked, {data.target: "numeric"}, where=source)
+        out, counts = clean_frame(checked, data.cleaning, column_types, target=data.target, where=source)
+        out.attrs["source"] = source
+        cleaned[key] = out
+        cleaning_counts[key] = counts
+
+    seed = data.split.seed if data.split.seed is not None else job.training.seed
+    parts = split_frame(
+        cleaned["source"],
+        data.split,
+        seed=seed,
+        task=job.task,
+        target=data.target,
+        validation=cleaned.get("validation"),
+        test=cleaned.get("test"),
+    )
+
+    pre = Preprocessor(
+        features=features,
+        column_types=column_types,
+        target=data.target,
+        task=job.task,
+        cleaning=data.cleaning,
+        text_encoder=text_encoder,
+    )
+    pre.fit(parts["train"])
+    splits: dict[str, SplitArrays] = {}
+    for name in SPLIT_NAMES:
+        frame = parts[name]
+        splits[name] = SplitArrays(
+            inputs=pre.transform(frame), target=pre.encode_target(frame[data.target]), frame=frame
+        )
+
+    extra: dict[str, Any] = {
+        "split": {
+            "method": data.split.method,
+            "seed": seed,
+            "validation_source": data.validation_source is not None,
+            "test_source": data.test_source is not None,
+        }
+    }
+    if data.cleaning.clip_outliers is not None and pre.numeric:
+        lo, hi = pre.stats["numeric.clip_low"], pre.stats["numeric.clip_high"]
+        extra["outliers_clipped"] = {
+            name: {
+                col: count_clipped(pd.to_numeric(parts[name][col], errors="coerce").to_numpy(float), lo[j], hi[j])
+                for j, col in enumerate(pre.numeric)
+            }
+            for name in SPLIT_NAMES
+        }
+    summary = summarize(
+        parts,
+        target=data.target,
+        task=job.task,
+        features=features,
+        column_types=column_types,
+        cleaning=cleaning_counts,
+        extra=extra,
+    )
+    spec = pre.input_spec(job.task)
+    log.info(
+        "data prepared in %.1fs: %s, %s", time.perf_counter() - started, {k: len(v) for k, v in splits.items()}, spec
+    )
+    return PreparedData(
+        splits=splits, preprocessor=pre, summary=summary, input_spec=spec, labels=pre.labels, column_types=column_types
+    )

@@ -1,0 +1,441 @@
+"""Read one data source (a file, an IDX pair, an image folder or sklearn's digits) into a pandas DataFrame.
+
+Every failure a user can cause (missing file, empty file, ragged CSV rows, bytes that are not the declared
+encoding, a corrupt image, a bad IDX header) is a ShipyardError naming the file and, where there is one, the line
+or row. Rows are never dropped silently: blank lines are the only thing skipped.
+
+The frame's index is the 1-based data row number in the file (header not counted), so later stages can name the
+row a bad value came from.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from shipyard.config.schema import SourceConfig
+from shipyard.errors import ShipyardError
+from shipyard.settings import expand_path
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+# IDX magic numbers: two zero bytes, the type code 0x08 (unsigned byte) and the number of dimensions.
+IDX_IMAGES_MAGIC = 0x00000803
+IDX_LABELS_MAGIC = 0x00000801
+
+_EXTENSION_FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    # UCI-style files (Adult's adult.data / adult.test, california_housing's cal_housing.data) are plain CSV.
+    ".data": "csv",
+    ".test": "csv",
+}
+
+
+def infer_format(cfg: SourceConfig, path: Path | None) -> str:
+    """The source format: the declared one, else guessed from the path."""
+    if cfg.format is not None:
+        return cfg.format
+    if cfg.images and cfg.labels:
+        return "idx"
+    if path is None:
+        raise ShipyardError("cannot tell the source format", hint="set `format`")
+    if path.is_dir():
+        return "images"
+    name = path.name.lower()
+    if name.endswith(".gz"):
+        name = name[:-3]
+    if "-idx" in name or name.endswith("ubyte"):
+        return "idx"
+    suffix = Path(name).suffix
+    if suffix == ".txt" and cfg.line_separator:
+        return "delimited_lines"
+    if suffix in _EXTENSION_FORMATS:
+        return _EXTENSION_FORMATS[suffix]
+    raise ShipyardError(
+        f"cannot infer the format from the file name (suffix {suffix or 'none'!r})",
+        where=str(path),
+        hint="set `format` to one of csv, tsv, jsonl, parquet, images, idx, sklearn_digits, delimited_lines",
+    )
+
+
+def load_source(cfg: SourceConfig, *, base_dir: Path, field: str = "data.source") -> pd.DataFrame:
+    """Load the rows a source describes. Image-like sources give columns ``image`` and ``label``."""
+    path = expand_path(cfg.path, base_dir) if cfg.path else None
+    fmt = infer_format(cfg, path)
+    log.info("loading %s (%s) for %s", path if path else fmt, fmt, field)
+    if fmt == "sklearn_digits":
+        frame = _load_sklearn_digits(cfg)
+    elif fmt == "idx":
+        images = expand_path(cfg.images, base_dir) if cfg.images else path
+        labels = expand_path(cfg.labels, base_dir) if cfg.labels else None
+        if images is None or labels is None:
+            raise ShipyardError("an idx source needs both `images` and `labels` file paths", where=field)
+        frame = _load_idx(images, labels, cfg)
+    else:
+        assert path is not None  # the schema requires `path` for every other format
+        if fmt == "images":
+            frame = _load_image_folder(path, cfg)
+        else:
+            _require_file(path, field)
+            if fmt in ("csv", "tsv"):
+                frame = _load_delimited(path, cfg, fmt)
+            elif fmt == "jsonl":
+                frame = _load_jsonl(path, cfg)
+            elif fmt == "parquet":
+                frame = _load_parquet(path, cfg)
+            elif fmt == "delimited_lines":
+                frame = _load_lines(path, cfg)
+            else:  # pragma: no cover - the schema's Literal keeps this unreachable
+                raise ShipyardError(f"unsupported format {fmt!r}", where=field)
+    frame = _strip_suffixes(frame, cfg, field, path)
+    frame.index = pd.RangeIndex(1, len(frame) + 1, name="row")
+    frame.attrs["source"] = str(path) if path else fmt
+    log.info("loaded %d rows x %d columns from %s", len(frame), frame.shape[1], frame.attrs["source"])
+    return frame
+
+
+# --------------------------------------------------------------------------------------------------- helpers
+
+
+def _require_file(path: Path, field: str) -> None:
+    if not path.exists():
+        raise ShipyardError("file does not exist", where=f"{path} ({field})")
+    if path.is_dir():
+        raise ShipyardError("expected a file but found a folder", where=f"{path} ({field})", hint="set `format`")
+    if path.stat().st_size == 0:
+        raise ShipyardError("file is empty; expected at least one row", where=str(path))
+
+
+def _decode(path: Path, cfg: SourceConfig) -> str:
+    """Decode the whole file strictly, naming the line of the first undecodable byte."""
+    raw = path.read_bytes()
+    if raw.startswith(b"\x1f\x8b"):
+        raw = gzip.decompress(raw)
+    encoding = cfg.encoding or "utf-8-sig"
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        bad = raw[exc.start : exc.start + 1]
+        expected = "UTF-8" if cfg.encoding is None else cfg.encoding
+        raise ShipyardError(
+            f"byte {bad!r} is not valid {expected}",
+            where=f"{path}, line {line}",
+            hint="set `encoding` (e.g. latin-1) on the source" if cfg.encoding is None else None,
+        ) from None
+    except LookupError:
+        raise ShipyardError(f"unknown encoding {cfg.encoding!r}", where=f"{path} (encoding)") from None
+    if not text.strip():
+        raise ShipyardError("file is empty; expected at least one row", where=str(path))
+    return text
+
+
+def _na_set(cfg: SourceConfig) -> set[str]:
+    return {"", *cfg.na_values}
+
+
+def _to_frame(columns: list[str], rows: list[list[str]], cfg: SourceConfig) -> pd.DataFrame:
+    """Strings -> frame; a column whose every present value is a number becomes numeric."""
+    na = _na_set(cfg)
+    data: dict[str, Any] = {}
+    for i, name in enumerate(columns):
+        values = [None if r[i] in na else r[i] for r in rows]
+        series = pd.Series(values, dtype="object")
+        data[name] = _maybe_numeric(series)
+    return pd.DataFrame(data)
+
+
+def _maybe_numeric(series: pd.Series) -> pd.Series:
+    present = series.dropna()
+    if present.empty:
+        return series.astype("float64")
+    numeric = pd.to_numeric(present, errors="coerce")
+    if numeric.notna().all():
+        return pd.to_numeric(series, errors="coerce")
+    return series
+
+
+def _header(columns: list[str], cfg: SourceConfig, path: Path) -> list[str]:
+    columns = [c.strip() for c in columns]
+    if cfg.column_names is not None:
+        if len(cfg.column_names) != len(columns):
+            raise ShipyardError(
+                f"`column_names` lists {len(cfg.column_names)} names but the file has {len(columns)} columns",
+                where=f"{path}, line 1",
+            )
+        columns = list(cfg.column_names)
+    seen: set[str] = set()
+    for name in columns:
+        if name in seen:
+            raise ShipyardError(f"column name {name!r} appears twice in the header", where=f"{path}, line 1")
+        seen.add(name)
+    return columns
+
+
+def _load_delimited(path: Path, cfg: SourceConfig, fmt: str) -> pd.DataFrame:
+    text = _decode(path, cfg)
+    delimiter = cfg.delimiter or ("\t" if fmt == "tsv" else ",")
+    # TSV files such as SST-2 hold raw quotes inside sentences; only CSV uses quoting.
+    quoting = csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL
+    reader = csv.reader(
+        io.StringIO(text, newline=""), delimiter=delimiter, skipinitialspace=cfg.skip_initial_space, quoting=quoting
+    )
+    columns: list[str] | None = None
+    rows: list[list[str]] = []
+    try:
+        for record in reader:
+            if not record or (len(record) == 1 and not record[0].strip()):
+                continue  # blank line (UCI files end with one); not a data row
+            if columns is None:
+                if cfg.header:
+                    columns = _header(record, cfg, path)
+                    continue
+                if cfg.column_names is not None:
+                    columns = _header([""] * len(record), cfg, path)
+                else:
+                    columns = [f"column_{i}" for i in range(len(record))]
+            if len(record) != len(columns):
+                raise ShipyardError(
+                    f"row {len(rows) + 1} has {len(record)} fields, expected {len(columns)}",
+                    where=f"{path}, line {reader.line_num}",
+                    hint="check the delimiter and quoting",
+                )
+            rows.append(record)
+            if cfg.limit is not None and len(rows) >= cfg.limit:
+                break
+    except csv.Error as exc:
+        raise ShipyardError(f"malformed CSV: {exc}", where=f"{path}, line {reader.line_num}") from None
+    if columns is None:
+        raise ShipyardError("file is empty; expected at least one row", where=str(path))
+    if not rows:
+        raise ShipyardError("file has a header but no data rows", where=str(path))
+    return _to_frame(columns, rows, cfg)
+
+
+def _load_jsonl(path: Path, cfg: SourceConfig) -> pd.DataFrame:
+    text = _decode(path, cfg)
+    records: list[dict[str, Any]] = []
+    na = _na_set(cfg) - {""}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ShipyardError(f"invalid JSON: {exc.msg}", where=f"{path}, line {number}") from None
+        if not isinstance(record, dict):
+            raise ShipyardError(
+                f"expected a JSON object per line, got {type(record).__name__}", where=f"{path}, line {number}"
+            )
+        records.append({k: (None if isinstance(v, str) and v in na else v) for k, v in record.items()})
+        if cfg.limit is not None and len(records) >= cfg.limit:
+            break
+    if not records:
+        raise ShipyardError("file is empty; expected at least one row", where=str(path))
+    return pd.DataFrame.from_records(records)
+
+
+def _load_parquet(path: Path, cfg: SourceConfig) -> pd.DataFrame:
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several unrelated types for a corrupt file
+        raise ShipyardError(f"cannot read parquet file: {exc}", where=str(path)) from None
+    if frame.empty:
+        raise ShipyardError("file has no rows", where=str(path))
+    if cfg.limit is not None:
+        frame = frame.head(cfg.limit)
+    if cfg.na_values:
+        frame = frame.replace(list(cfg.na_values), np.nan)
+    return frame.reset_index(drop=True)
+
+
+def _load_lines(path: Path, cfg: SourceConfig) -> pd.DataFrame:
+    text = _decode(path, cfg)
+    sep = cfg.line_separator or cfg.delimiter or "\t"
+    texts: list[str] = []
+    labels: list[str] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.rstrip("\r")
+        if not line.strip():
+            continue
+        # The label is after the LAST separator, because sentences may contain the separator themselves.
+        head, found, tail = line.rpartition(sep)
+        if not found:
+            raise ShipyardError(
+                f"expected `text{sep}label` but the line has no {sep!r}", where=f"{path}, line {number}"
+            )
+        texts.append(head)
+        labels.append(tail.strip())
+        if cfg.limit is not None and len(texts) >= cfg.limit:
+            break
+    if not texts:
+        raise ShipyardError("file is empty; expected at least one row", where=str(path))
+    return pd.DataFrame({"text": pd.Series(texts, dtype="object"), "label": pd.Series(labels, dtype="object")})
+
+
+def _strip_suffixes(frame: pd.DataFrame, cfg: SourceConfig, field: str, path: Path | None) -> pd.DataFrame:
+    for column, suffix in cfg.strip_suffix.items():
+        if column not in frame.columns:
+            raise ShipyardError(
+                f"`strip_suffix` names column {column!r}, which the file does not have",
+                where=f"{path or field} ({field}.strip_suffix)",
+                hint=f"columns: {', '.join(map(str, frame.columns))}",
+            )
+        series = frame[column]
+        frame[column] = _maybe_numeric(
+            series.map(lambda v, s=suffix: v.removesuffix(s).strip() if isinstance(v, str) else v).astype("object")
+        )
+    return frame
+
+
+# ---------------------------------------------------------------------------------------------- image sources
+
+
+def _object_column(arrays: Any) -> pd.Series:
+    out = np.empty(len(arrays), dtype=object)
+    for i, array in enumerate(arrays):
+        out[i] = array
+    return pd.Series(out, dtype="object")
+
+
+def _load_sklearn_digits(cfg: SourceConfig) -> pd.DataFrame:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    # sklearn's digits are 0..16 intensities; scale to the 0..255 uint8 range every other image source uses.
+    images = np.rint(digits.images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)
+    labels = digits.target.astype(np.int64)
+    if cfg.limit is not None:
+        images, labels = images[: cfg.limit], labels[: cfg.limit]
+    return pd.DataFrame({"image": _object_column(images), "label": labels})
+
+
+def _read_maybe_gzip(path: Path, what: str) -> bytes:
+    if not path.exists():
+        raise ShipyardError(f"IDX {what} file does not exist", where=str(path))
+    raw = path.read_bytes()
+    if not raw:
+        raise ShipyardError(f"IDX {what} file is empty", where=str(path))
+    if raw.startswith(b"\x1f\x8b"):
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise ShipyardError(f"corrupt gzip data: {exc}", where=str(path)) from None
+    return raw
+
+
+def _parse_idx(path: Path, raw: bytes, expected_magic: int, what: str) -> np.ndarray:
+    if len(raw) < 4:
+        raise ShipyardError(f"IDX {what} file is truncated: {len(raw)} bytes, no header", where=str(path))
+    magic = int.from_bytes(raw[:4], "big")
+    if magic != expected_magic:
+        raise ShipyardError(
+            f"wrong IDX magic number 0x{magic:08x} for {what}, expected 0x{expected_magic:08x}",
+            where=str(path),
+            hint="are `images` and `labels` swapped?" if magic in (IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC) else None,
+        )
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise ShipyardError(f"IDX {what} file is truncated inside its header", where=str(path))
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    expected = int(np.prod(dims))
+    body = len(raw) - header
+    if body != expected:
+        raise ShipyardError(
+            f"IDX {what} file holds {body} data bytes but its header {dims} needs {expected}",
+            where=str(path),
+            hint="the file is truncated or corrupt",
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def _load_idx(images_path: Path, labels_path: Path, cfg: SourceConfig) -> pd.DataFrame:
+    images = _parse_idx(images_path, _read_maybe_gzip(images_path, "images"), IDX_IMAGES_MAGIC, "images")
+    labels = _parse_idx(labels_path, _read_maybe_gzip(labels_path, "labels"), IDX_LABELS_MAGIC, "labels")
+    if images.shape[0] != labels.shape[0]:
+        raise ShipyardError(
+            f"{images.shape[0]} images but {labels.shape[0]} labels",
+            where=f"{images_path} / {labels_path}",
+            hint="the two files of an IDX pair must hold the same number of items",
+        )
+    if cfg.limit is not None:
+        images, labels = images[: cfg.limit], labels[: cfg.limit]
+    if cfg.image_size is not None and tuple(images.shape[1:3]) != tuple(cfg.image_size):
+        images = np.stack([_resize(img, cfg.image_size) for img in images])
+    return pd.DataFrame({"image": _object_column(images), "label": labels.astype(np.int64)})
+
+
+def _resize(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    from PIL import Image
+
+    height, width = size
+    return np.asarray(Image.fromarray(array).resize((width, height), Image.Resampling.BILINEAR))
+
+
+def _image_files(root: Path) -> Iterator[tuple[Path, str]]:
+    for label_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        for file in sorted(label_dir.iterdir()):
+            if file.suffix.lower() in IMAGE_SUFFIXES:
+                yield file, label_dir.name
+
+
+def _load_image_folder(root: Path, cfg: SourceConfig) -> pd.DataFrame:
+    from PIL import Image, UnidentifiedImageError
+
+    if not root.exists():
+        raise ShipyardError("image folder does not exist", where=str(root))
+    if not root.is_dir():
+        raise ShipyardError("expected a folder laid out as <root>/<label>/*.png", where=str(root))
+    files = list(_image_files(root))
+    if cfg.limit is not None:
+        files = files[: cfg.limit]
+    if not files:
+        raise ShipyardError("no images found; expected <root>/<label>/*.png (or .jpg)", where=str(root))
+    arrays: list[np.ndarray] = []
+    labels: list[str] = []
+    first_shape: tuple[int, ...] | None = None
+    iterator: Any = files
+    if len(files) > 2000:
+        from rich.progress import track
+
+        iterator = track(files, description=f"reading {len(files)} images", transient=True)
+    for file, label in iterator:
+        try:
+            with Image.open(file) as img:
+                img.load()  # decode now: a truncated file fails here, not later in the preprocessor
+                img = img.convert("L" if cfg.grayscale else "RGB")
+                if cfg.image_size is not None:
+                    height, width = cfg.image_size
+                    img = img.resize((width, height), Image.Resampling.BILINEAR)
+                array = np.asarray(img, dtype=np.uint8).copy()
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            raise ShipyardError(
+                f"cannot read image: {exc}", where=str(file), hint="the file is truncated or corrupt"
+            ) from None
+        if first_shape is None:
+            first_shape = array.shape
+        elif array.shape != first_shape:
+            raise ShipyardError(
+                f"image is {array.shape} but earlier images are {first_shape}",
+                where=str(file),
+                hint="set `image_size` to resize every image",
+            )
+        arrays.append(array)
+        labels.append(label)
+    return pd.DataFrame({"image": _object_column(arrays), "label": pd.Series(labels, dtype="object")})
