@@ -23,6 +23,16 @@ from shipyard.errors import ShipyardError
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="shipyard: data -> model -> service.")
 runs_app = typer.Typer(no_args_is_help=True, help="Browse the run store.")
 app.add_typer(runs_app, name="runs")
+
+
+def _register_serving() -> None:
+    from shipyard.serve.cli import keys_app, serve_command
+
+    app.command("serve")(serve_command)
+    app.add_typer(keys_app, name="keys")
+
+
+_register_serving()
 console = Console()
 err_console = Console(stderr=True)
 log = logging.getLogger("shipyard")
