@@ -30,6 +30,11 @@ def _register_serving() -> None:
 
     app.command("serve")(serve_command)
     app.add_typer(keys_app, name="keys")
+    from shipyard.responsible_cli import audit_app, data_app, explain_command
+
+    app.add_typer(audit_app, name="audit")  # shipyard audit privacy RUN
+    app.add_typer(data_app, name="data")  # shipyard data forget RUN --where "..."
+    app.command("explain")(explain_command)  # shipyard explain RUN --input FILE
 
 
 _register_serving()

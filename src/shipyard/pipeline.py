@@ -92,6 +92,11 @@ def run_job(
     from shipyard.training.engine import Engine, read_log
 
     base_dir = Path(base_dir or Path.cwd())
+    # responsible AI (training/privacy.py): the `privacy` section is validated before anything is read or written
+    from shipyard.training.privacy import parse_privacy
+
+    privacy = parse_privacy(job.privacy)
+    dp_config = privacy.differential_privacy if privacy is not None else None
     if resume:
         if run_dir is None or not (Path(run_dir) / "checkpoints").is_dir():
             raise ShipyardError("nothing to resume: the folder has no checkpoints/", where=str(run_dir))
@@ -117,6 +122,11 @@ def run_job(
 
     seed_everything(job.training.seed)  # weight initialisation is part of what the seed fixes
     model = build_for_task(job.model.type, job.model.params(), prepared.input_spec, target_scale)
+    if dp_config is not None:  # DP-SGD: refuse BatchNorm etc. before the run folder exists
+        from shipyard.training.privacy import check_model, check_training_config
+
+        check_training_config(job.training, dp_config)
+        check_model(model, job.model.type)
     engine = Engine(
         job.training,
         job.task,
@@ -124,6 +134,7 @@ def run_job(
         augmentation=job.data.augmentation,
         target_scale=target_scale,
         show_progress=show_progress,
+        privacy=dp_config,
     )
 
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -155,6 +166,14 @@ def run_job(
             outputs = engine.predict(model, split.inputs)
             metrics[name] = compute_metrics(job.task, split.target, outputs, prepared.labels)
             predictions[name] = outputs
+        if fit.privacy is not None:  # DP-SGD accounting: epsilon / delta spent (training/privacy.py)
+            metrics["privacy"] = fit.privacy
+        if job.evaluation.sensitive_features:  # group fairness + post-processing (evaluation/fairness.py)
+            from shipyard.evaluation.fairness import fairness_metrics
+
+            fairness = fairness_metrics(job, prepared, predictions)
+            if fairness:
+                metrics["fairness"] = fairness
         metrics["training"] = {
             "epochs": fit.epochs_run,
             "steps": fit.global_step,
@@ -218,8 +237,11 @@ def _save_splits(run_dir: Path, prepared: Any) -> None:
 def _write_report(
     job: Job, run_dir: Path, metrics: dict, prepared: Any, train_log: list, predictions: dict, test: Any
 ) -> Path:
+    # responsible AI: importing these registers their report hooks (privacy, fairness, explanations)
+    from shipyard.evaluation import explain, fairness  # noqa: F401
     from shipyard.evaluation.model_card import write_model_card
     from shipyard.evaluation.report import write_report
+    from shipyard.training import privacy  # noqa: F401
 
     extra_sections = []
     for hook in _report_hooks():
@@ -241,7 +263,11 @@ def _write_report(
         test_predictions=test_predictions,
         extra_sections=extra_sections,
     )
-    write_model_card(run_dir, job_config=config, metrics=metrics, summary=prepared.summary)
+    from shipyard.evaluation.fairness import card_summary  # privacy / fairness figures for the card
+
+    extra = {"privacy": metrics.get("privacy"), "fairness": card_summary(metrics.get("fairness"))}
+    extra = {k: v for k, v in extra.items() if v}
+    write_model_card(run_dir, job_config=config, metrics=metrics, summary=prepared.summary, extra=extra)
     return path
 
 

@@ -202,6 +202,8 @@ class TrainingConfig(Strict):
 class EvaluationConfig(Strict):
     metrics: list[str] = Field(default_factory=list)  # extra emphasis; the full set is always computed
     sensitive_features: list[str] = Field(default_factory=list)
+    # responsible AI: limits that flag a fairness gap; validated by shipyard.evaluation.fairness (None: defaults)
+    fairness_thresholds: dict[str, Any] | None = None
 
 
 class OutputConfig(Strict):

@@ -96,6 +96,16 @@ def prepare_data(job: Job, *, base_dir: Path, text_encoder: TextEncoder | None =
     for key, frame in frames.items():
         field = "data.target" if key == "source" else f"data.target (in data.{key}_source)"
         require_columns(frame, [data.target], field=field, where=frame.attrs.get("source"))
+    # personal data (data/pii.py): the `data.pii` step runs on the loaded rows, before cleaning; counts only
+    pii_reports: dict[str, Any] = {}
+    if data.pii is not None:
+        from shipyard.data.pii import PIIConfig, apply_pii
+
+        pii_cfg = PIIConfig.from_mapping(data.pii)
+        for key, frame in list(frames.items()):
+            out, pii_reports[key] = apply_pii(frame, pii_cfg)
+            out.attrs.update(frame.attrs)
+            frames[key] = out
 
     main = frames["source"]
     features, declared = _feature_names(job, main)
@@ -155,6 +165,8 @@ def prepare_data(job: Job, *, base_dir: Path, text_encoder: TextEncoder | None =
             "test_source": data.test_source is not None,
         }
     }
+    if pii_reports:  # the PII step's counts (never values), for the summary and the model card
+        extra["pii"] = pii_reports
     if data.cleaning.clip_outliers is not None and pre.numeric:
         lo, hi = pre.stats["numeric.clip_low"], pre.stats["numeric.clip_high"]
         extra["outliers_clipped"] = {

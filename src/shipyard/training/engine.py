@@ -72,6 +72,7 @@ class FitResult:
     precision: str = "fp32"
     seconds: float = 0.0
     examples_per_second: float = 0.0
+    privacy: dict[str, Any] | None = None  # DP-SGD accounting (training/privacy.py), None without DP
 
 
 def seed_everything(seed: int) -> None:
@@ -94,6 +95,7 @@ class Engine:
         loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         ctx: DistContext | None = None,
         show_progress: bool = True,
+        privacy: Any = None,
     ) -> None:
         self.cfg = cfg
         self.task = task
@@ -105,6 +107,7 @@ class Engine:
         self.device = self.ctx.device
         self.precision = resolve_precision(cfg.precision, self.device)
         self.show_progress = show_progress and self.ctx.is_main
+        self.privacy = privacy  # a training.privacy.DPConfig: DP-SGD (Opacus) instead of plain SGD
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
 
@@ -143,6 +146,14 @@ class Engine:
         lengths = batching.token_lengths(train.inputs) if cfg.length_bucketing else None
         per_epoch = batching.steps_per_epoch(n, cfg.batch_size, cfg.gradient_accumulation)
         total_steps = min(cfg.max_steps or per_epoch * cfg.epochs, per_epoch * cfg.epochs)
+        dp = None
+        if self.privacy is not None:  # DP-SGD hook (training/privacy.py): per-example clipping + noise
+            from shipyard.training.privacy import DPSession
+
+            dp = DPSession(
+                self.privacy, cfg, n=n, total_steps=total_steps, per_epoch=per_epoch, world_size=self.ctx.world_size
+            )
+            net, optimizer = dp.wrap(model, optimizer)
         scheduler = build_scheduler(optimizer, cfg, total_steps, per_epoch)
         scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.needs_scaler)
         aug_gen = torch.Generator().manual_seed(cfg.seed + 7)
@@ -182,6 +193,8 @@ class Engine:
             while state.epoch < cfg.epochs and not state.stopped_early:
                 epoch = state.epoch
                 batches = batching.epoch_batches(n, cfg.batch_size, cfg.seed, epoch, lengths)
+                if dp is not None:  # DP: Poisson-sampled batches, a pure function of (seed, epoch)
+                    batches = dp.epoch_batches(epoch)
                 epoch_groups = [
                     batches[i : i + cfg.gradient_accumulation]
                     for i in range(0, len(batches), cfg.gradient_accumulation)
@@ -194,6 +207,9 @@ class Engine:
                     tick = time.perf_counter()
                     group_loss, group_examples, group_tokens = 0.0, 0, 0
                     for micro in group:
+                        if dp is not None and len(micro) == 0:  # DP: an empty Poisson batch, noise-only step
+                            dp.empty_batch()
+                            continue
                         idx = self.ctx.shard(micro)
                         batch = batching.collate(train_t, idx, self.device)
                         target = train_y[idx].to(self.device)
@@ -219,6 +235,8 @@ class Engine:
                     if cfg.clip_grad_norm:
                         scaler.unscale_(optimizer)
                         nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
+                    if dp is not None:
+                        dp.before_step(state.global_step)  # DP: this step's noise seeded by (seed, step)
                     scaler.step(optimizer)
                     scaler.update()
                     optimizer.zero_grad(set_to_none=True)
@@ -269,6 +287,10 @@ class Engine:
                     state.epoch = cfg.epochs
                 checkpoint()
 
+        privacy_report = None
+        if dp is not None:  # DP: remove Opacus' hooks, account for the steps actually taken
+            dp.close()
+            privacy_report = dp.report(state.global_step)
         es = cfg.early_stopping
         best_file = run_dir / "checkpoints" / "best.safetensors"
         if es is not None and es.restore_best and best_file.is_file():
@@ -287,6 +309,7 @@ class Engine:
             precision=self.precision.name,
             seconds=seconds,
             examples_per_second=(state.examples_seen - seen_at_start) / max(seconds, 1e-9),
+            privacy=privacy_report,
         )
 
     def _early_stopping(
