@@ -70,6 +70,17 @@ def _store_for(run_dir: Path) -> Any:
     return RunStore.for_root(run_dir.parent)
 
 
+def text_encoder_for(job: Job) -> Any:
+    """Text families bring their own tokenizer; the data layer plugs it into the preprocessor."""
+    from shipyard.models.registry import get_family
+
+    if "text" not in get_family(job.model.type).input_kinds:
+        return None
+    from shipyard.models.transformer import make_text_encoder
+
+    return make_text_encoder(job.model.params(), job.data.text)
+
+
 def _known(store: Any, run_id: str) -> bool:
     try:
         store.get(run_id)
@@ -110,7 +121,8 @@ def run_job(
                 hint="pass --resume to continue it, or another --run-dir",
             )
 
-    prepared = prepare_data(job, base_dir=base_dir)  # every data error surfaces here, before any folder exists
+    prepared = prepare_data(job, base_dir=base_dir, text_encoder=text_encoder_for(job))
+    # every data error has surfaced by now, before any folder exists
     train, val, test = (prepared.splits[k] for k in ("train", "validation", "test"))
     target_scale = None
     if job.task == "regression":
@@ -201,21 +213,30 @@ def run_job(
             metrics={k: v for k, v in metrics.items() if k in ("validation", "test")},
             extra={"run_id": run_id, "config_hash": chash},
         )
+        sections = []
+        optimized: dict[str, Any] | None = None
+        if job.optimize:  # compression runs on the finished artifact; its table becomes a report section
+            from shipyard.optimize import optimize_run
+
+            optimized = optimize_run(run_dir, job.optimize, base_dir=base_dir, prepared=prepared)
+            if optimized.get("section") is not None:
+                sections.append(optimized["section"])
         report = _write_report(
-            job, run_dir, metrics, prepared, read_log(run_dir / "train_log.jsonl"), predictions, test
+            job, run_dir, metrics, prepared, read_log(run_dir / "train_log.jsonl"), predictions, test, sections
         )
         store.finish_run(run_id, status="finished", metrics=metrics, duration_s=time.perf_counter() - started)
     except BaseException as exc:
         status = "killed" if isinstance(exc, KeyboardInterrupt) else "failed"
-        store.finish_run(
-            run_id, status=status, metrics={}, duration_s=time.perf_counter() - started, error=str(exc)[:500]
-        )
+        try:
+            store.finish_run(
+                run_id, status=status, metrics={}, duration_s=time.perf_counter() - started, error=str(exc)[:500]
+            )
+        except ShipyardError:  # never let book-keeping hide the real failure
+            log.warning("could not record the failed run in the store")
         raise
     result = RunResult(run_id=run_id, run_dir=run_dir, metrics=metrics, report=report, fit=fit)
-    if job.optimize:
-        from shipyard.optimize import optimize_run
-
-        result.extras["optimize"] = optimize_run(run_dir, job.optimize)
+    if optimized is not None:
+        result.extras["optimize"] = {k: v for k, v in optimized.items() if k != "section"}
     return result
 
 
@@ -235,7 +256,14 @@ def _save_splits(run_dir: Path, prepared: Any) -> None:
 
 
 def _write_report(
-    job: Job, run_dir: Path, metrics: dict, prepared: Any, train_log: list, predictions: dict, test: Any
+    job: Job,
+    run_dir: Path,
+    metrics: dict,
+    prepared: Any,
+    train_log: list,
+    predictions: dict,
+    test: Any,
+    sections: list | None = None,
 ) -> Path:
     # responsible AI: importing these registers their report hooks (privacy, fairness, explanations)
     from shipyard.evaluation import explain, fairness  # noqa: F401
@@ -243,7 +271,7 @@ def _write_report(
     from shipyard.evaluation.report import write_report
     from shipyard.training import privacy  # noqa: F401
 
-    extra_sections = []
+    extra_sections = list(sections or [])
     for hook in _report_hooks():
         extra_sections.extend(
             hook(job=job, run_dir=run_dir, metrics=metrics, prepared=prepared, predictions=predictions)

@@ -165,6 +165,8 @@ def prepare_data(job: Job, *, base_dir: Path, text_encoder: TextEncoder | None =
             "test_source": data.test_source is not None,
         }
     }
+    if text_encoder is not None and getattr(text_encoder, "stats", None):
+        extra["text_lengths"] = {"train": text_encoder.stats}  # tokens per example, truncated share
     if pii_reports:  # the PII step's counts (never values), for the summary and the model card
         extra["pii"] = pii_reports
     if data.cleaning.clip_outliers is not None and pre.numeric:

@@ -1,6 +1,6 @@
 """Model families. Importing this package registers every built-in family with the registry."""
 
-from shipyard.models import cnn, linear, mlp  # noqa: F401
+from shipyard.models import cnn, linear, mlp, transformer  # noqa: F401
 from shipyard.models.registry import InputSpec, build_model, families
 
 __all__ = ["InputSpec", "build_model", "families"]

@@ -365,7 +365,7 @@ class Engine:
     def evaluate(self, model: nn.Module, split: SplitLike) -> dict[str, Any]:
         outputs = self.predict(model, split.inputs)
         with torch.inference_mode():
-            loss = float(self.loss(torch.from_numpy(outputs), torch.from_numpy(np.asarray(split.target))))
+            loss = float(self.loss(torch.from_numpy(outputs), batching._tensor(np.asarray(split.target))))
         metrics = self.metrics(split.target, outputs)
         metrics["loss"] = self.ctx.mean(loss, len(split.target))
         return metrics
