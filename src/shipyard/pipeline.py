@@ -266,7 +266,7 @@ def _write_report(
     sections: list | None = None,
 ) -> Path:
     # responsible AI: importing these registers their report hooks (privacy, fairness, explanations)
-    from shipyard.evaluation import explain, fairness  # noqa: F401
+    from shipyard.evaluation import explain, fairness, text_report  # noqa: F401
     from shipyard.evaluation.model_card import write_model_card
     from shipyard.evaluation.report import write_report
     from shipyard.training import privacy  # noqa: F401

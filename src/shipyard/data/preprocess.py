@@ -48,9 +48,11 @@ class TextEncoder(Protocol):
     ``module:qualname`` when it lives inside the ``shipyard`` package.
     """
 
-    def fit(self, texts: list[str]) -> Any: ...
+    def fit(self, texts: list[str], *, rows: list[Any] | None = None, where: str | None = None) -> Any: ...
 
-    def transform(self, texts: list[str]) -> dict[str, np.ndarray]: ...
+    def transform(
+        self, texts: list[str], *, rows: list[Any] | None = None, where: str | None = None
+    ) -> dict[str, np.ndarray]: ...
 
     def save(self, folder: Path) -> Any: ...
 
@@ -211,7 +213,8 @@ class Preprocessor:
         if self.images:
             self._fit_image(frame[self.images[0]], where)
         if self.text and self.text_encoder is not None:
-            self.text_encoder.fit(self._texts(frame[self.text[0]]))
+            col = self.text[0]
+            self.text_encoder.fit(self._texts(frame[col]), rows=list(frame.index), where=f"column '{col}'")
         self.fitted = True
         log.info("preprocessor fitted: %s inputs, %d features", self.kind, self.n_features)
         return self
@@ -375,7 +378,10 @@ class Preprocessor:
             return {"x": self._transform_images(frame[self.images[0]], where)}
         if self.kind == "text":
             assert self.text_encoder is not None
-            return self.text_encoder.transform(self._texts(frame[self.text[0]]))
+            col = self.text[0]
+            return self.text_encoder.transform(
+                self._texts(frame[col]), rows=list(frame.index), where=f"column '{col}'"
+            )
         blocks: list[np.ndarray] = []
         numeric = self._transform_numeric(frame, where) if self.numeric else None
         for name in self.features:
