@@ -136,10 +136,10 @@ def test_load_missing_files(tmp_path: Path) -> None:
 class _CharEncoder:
     """A tiny TextEncoder for the plug-in test: character codes, padded to the longest text."""
 
-    def fit(self, texts: list[str]) -> None:
+    def fit(self, texts: list[str], **_: object) -> None:
         self.width = max(len(t) for t in texts)
 
-    def transform(self, texts: list[str]) -> dict[str, np.ndarray]:
+    def transform(self, texts: list[str], **_: object) -> dict[str, np.ndarray]:
         ids = np.zeros((len(texts), self.width), np.int64)
         for i, t in enumerate(texts):
             codes = [ord(c) for c in t[: self.width]]
