@@ -94,6 +94,7 @@ class CleaningConfig(Strict):
     drop_duplicates: bool = True
     missing: Literal["drop", "mean", "median", "most_frequent", "constant", "error"] = "median"
     categorical_missing: Literal["drop", "most_frequent", "constant", "error"] = "constant"
+    text_missing: Literal["drop", "error"] = "error"  # an empty text is an error unless asked to drop the row
     fill_value: float | str | None = None
     scaling: Literal["standard", "minmax", "none"] = "standard"
     categorical_encoding: Literal["onehot", "ordinal"] = "onehot"

@@ -106,13 +106,17 @@ def clean_frame(
         if kind in ("label", "image") or name not in out.columns:
             continue
         na = out[name].isna()
+        if kind == "text":  # an empty or blank text carries nothing to learn from: missing too
+            na |= out[name].astype(str).str.strip().eq("")
         if not na.any():
             continue
-        rule = cfg.missing if kind == "numeric" else cfg.categorical_missing if kind == "categorical" else "keep"
+        key = {"numeric": "missing", "categorical": "categorical_missing", "text": "text_missing"}.get(kind)
+        rule = getattr(cfg, key) if key else "keep"
         if rule == "error":
             row = na.idxmax()
+            what = "empty text" if kind == "text" else "missing value"
             raise ShipyardError(
-                f"missing value in column {name!r} (cleaning.missing is 'error')",
+                f"{what} in column {name!r} (cleaning.{key} is 'error'; set it to 'drop' to drop such rows)",
                 where=f"{where}, row {row}, column {name!r}",
                 hint=f"{int(na.sum())} missing value(s) in the column",
             )
