@@ -131,14 +131,7 @@ class Artifact:
     def _build_torch(self) -> nn.Module:
         from safetensors.torch import load_file
 
-        inp = self.meta["input"]
-        spec = InputSpec(
-            kind=inp["kind"],
-            n_features=inp["n_features"],
-            image_shape=tuple(inp["image_shape"]) if inp["image_shape"] else None,
-            n_outputs=inp["n_outputs"],
-            task=self.meta["task"],
-        )
+        spec = InputSpec.from_meta(self.meta)
         params = dict(self.meta["model"]["params"])
         params.update(self.meta.get("artifact_params", {}))
         scale = tuple(self.meta["target_scale"]) if self.meta.get("target_scale") else None

@@ -6,18 +6,16 @@ exit code 1 (run with --debug for the traceback).
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import sys
-import traceback
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
+from shipyard.cli_support import STATE, _err, handle_errors
 from shipyard.errors import ShipyardError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="shipyard: data -> model -> service.")
@@ -41,40 +39,6 @@ _register_serving()
 console = Console()
 err_console = Console(stderr=True)
 log = logging.getLogger("shipyard")
-
-STATE: dict[str, Any] = {"debug": False}
-
-
-def _err(line: str) -> None:
-    """One unwrapped line on stderr (rich would wrap long messages at the terminal width)."""
-    typer.echo(" ".join(line.split("\n")), err=True)
-
-
-def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except ShipyardError as exc:
-            if STATE["debug"]:
-                traceback.print_exc()
-            from shipyard.config.loader import ConfigError
-
-            if isinstance(exc, ConfigError):
-                for problem in exc.problems:
-                    _err(f"error: {problem.render()}")
-            else:
-                _err(f"error: {exc}")
-            raise typer.Exit(2) from None
-        except (typer.Exit, typer.Abort, KeyboardInterrupt):
-            raise
-        except Exception as exc:
-            if STATE["debug"]:
-                traceback.print_exc()
-            _err(f"internal error: {type(exc).__name__}: {exc} (a bug in shipyard; rerun with --debug for details)")
-            raise typer.Exit(1) from None
-
-    return wrapper
 
 
 @app.callback()

@@ -11,32 +11,19 @@ Light at import (torch, Opacus, Captum load only when a command runs). The main 
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from shipyard.errors import ShipyardError
+from shipyard.cli_support import handle_errors
 
 audit_app = typer.Typer(no_args_is_help=True, help="Audit a trained run (privacy).")
 data_app = typer.Typer(no_args_is_help=True, help="Data requests on a run's stored data (erasure).")
 
 
-def _errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """A ShipyardError becomes one `error:` line and exit code 2 (as in the main CLI)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except ShipyardError as exc:
-            typer.echo(" ".join(f"error: {exc}".split("\n")), err=True)
-            raise typer.Exit(2) from None
-
-    return wrapper
+_errors = handle_errors  # one `error:` line and exit code 2, as in the main CLI
 
 
 def _print_json(value: Any) -> None:

@@ -102,5 +102,7 @@ def test_empty_text_is_a_clear_error(tmp_path: Path) -> None:
     )
     res = shipyard("train", str(cfg), "--run-dir", str(tmp_path / "run"), "--quiet")
     assert res.returncode == 2, res.stderr
-    assert res.stderr.startswith("error:") and "sentence" in res.stderr and "row 2" in res.stderr and "t.csv" in res.stderr
+    assert (
+        res.stderr.startswith("error:") and "sentence" in res.stderr and "row 2" in res.stderr and "t.csv" in res.stderr
+    )
     assert not (tmp_path / "run").exists()

@@ -379,9 +379,7 @@ class Preprocessor:
         if self.kind == "text":
             assert self.text_encoder is not None
             col = self.text[0]
-            return self.text_encoder.transform(
-                self._texts(frame[col]), rows=list(frame.index), where=f"column '{col}'"
-            )
+            return self.text_encoder.transform(self._texts(frame[col]), rows=list(frame.index), where=f"column '{col}'")
         blocks: list[np.ndarray] = []
         numeric = self._transform_numeric(frame, where) if self.numeric else None
         for name in self.features:

@@ -28,6 +28,18 @@ class InputSpec:
     n_outputs: int = 1  # classes for classification, 1 for regression
     task: str = "classification"
 
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> InputSpec:
+        """The spec recorded in an artifact's shipyard.json."""
+        inp = meta["input"]
+        return cls(
+            kind=inp["kind"],
+            n_features=inp["n_features"],
+            image_shape=tuple(inp["image_shape"]) if inp["image_shape"] else None,
+            n_outputs=inp["n_outputs"],
+            task=meta["task"],
+        )
+
 
 Builder = Callable[[Any, InputSpec], nn.Module]
 

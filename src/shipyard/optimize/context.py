@@ -105,14 +105,7 @@ def load_run(run_dir: Path, *, base_dir: Path | None = None, prepared: Any = Non
         from shipyard.config.schema import Job
 
         job = Job.from_yaml(run_dir / "config.yaml")
-    inp = artifact.meta["input"]
-    spec = InputSpec(
-        kind=inp["kind"],
-        n_features=inp["n_features"],
-        image_shape=tuple(inp["image_shape"]) if inp["image_shape"] else None,
-        n_outputs=inp["n_outputs"],
-        task=artifact.meta["task"],
-    )
+    spec = InputSpec.from_meta(artifact.meta)
     scale = artifact.meta.get("target_scale")
     return RunContext(
         run_dir=run_dir,

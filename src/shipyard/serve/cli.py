@@ -10,11 +10,9 @@ commands to the main CLI costs nothing at start-up. The lead CLI wires them in w
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,6 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from shipyard.cli_support import handle_errors
 from shipyard.errors import ShipyardError
 
 log = logging.getLogger(__name__)
@@ -34,18 +33,7 @@ CONFIG_ENV = "SHIPYARD_SERVE_CONFIG"  # how a multi-worker server hands its sett
 keys_app = typer.Typer(no_args_is_help=True, help="Manage API keys for `shipyard serve`.")
 
 
-def _errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """A ShipyardError becomes one `error:` line and exit code 2 (as in the main CLI)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except ShipyardError as exc:
-            err_console.print(f"error: {exc}", markup=False, highlight=False)
-            raise typer.Exit(2) from None
-
-    return wrapper
+_errors = handle_errors  # one `error:` line and exit code 2, as in the main CLI
 
 
 def parse_model_args(paths: list[str]) -> dict[str, Path]:
