@@ -19,12 +19,16 @@ def data_dir() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """The CLI configures logging for its process; in-process CLI tests must not leak that into later tests."""
+def _reset_logging() -> Iterator[None]:
+    """CLI commands configure logging for their process (levels of shipyard loggers, root handlers), and some
+    run inside module-scoped fixtures; every test starts from the library's own defaults instead."""
     import logging
 
-    logger = logging.getLogger("shipyard")
-    level, root_handlers = logger.level, list(logging.getLogger().handlers)
+    root_handlers = list(logging.getLogger().handlers)
+    for name in list(logging.root.manager.loggerDict):
+        if name == "shipyard" or name.startswith("shipyard."):
+            logger = logging.getLogger(name)
+            logger.setLevel(logging.NOTSET)
+            logger.disabled, logger.propagate = False, True
     yield
-    logger.setLevel(level)
     logging.getLogger().handlers[:] = root_handlers
