@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from shipyard.config.schema import Job
+from shipyard.examples import mnist_sources
 from shipyard.settings import data_dir
 
 
@@ -27,16 +28,7 @@ def shipyard_job(mnist: Path, epochs: int, batch_size: int, lr: float) -> Job:
             "name": "bench-mnist-mlp",
             "task": "classification",
             "data": {
-                "source": {
-                    "format": "idx",
-                    "images": str(mnist / "train-images-idx3-ubyte.gz"),
-                    "labels": str(mnist / "train-labels-idx1-ubyte.gz"),
-                },
-                "test_source": {
-                    "format": "idx",
-                    "images": str(mnist / "t10k-images-idx3-ubyte.gz"),
-                    "labels": str(mnist / "t10k-labels-idx1-ubyte.gz"),
-                },
+                **mnist_sources(mnist),
                 "split": {"method": "stratified", "validation": 0.0, "test": 0.0},
                 "cleaning": {"drop_duplicates": False},
             },
@@ -63,14 +55,11 @@ def run_sklearn(mnist: Path, epochs: int, batch_size: int, lr: float) -> tuple[f
     from shipyard.data.sources import load_source
 
     start = time.perf_counter()
-    frames = {}
-    for split, prefix in (("train", "train"), ("test", "t10k")):
-        cfg = SourceConfig(
-            format="idx",
-            images=str(mnist / f"{prefix}-images-idx3-ubyte.gz"),
-            labels=str(mnist / f"{prefix}-labels-idx1-ubyte.gz"),
-        )
-        frames[split] = load_source(cfg, base_dir=Path.cwd())
+    sources = mnist_sources(mnist)
+    frames = {
+        split: load_source(SourceConfig(**sources[key]), base_dir=Path.cwd())
+        for split, key in (("train", "source"), ("test", "test_source"))
+    }
     x_train = np.stack(frames["train"]["image"].to_numpy()).reshape(len(frames["train"]), -1) / 255.0
     x_test = np.stack(frames["test"]["image"].to_numpy()).reshape(len(frames["test"]), -1) / 255.0
     y_train = frames["train"]["label"].astype(str).to_numpy()

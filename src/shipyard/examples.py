@@ -14,23 +14,25 @@ from shipyard.settings import find_data_dir
 _MODEL = {"type": "cnn", "channels": [32, 64], "batch_norm": True, "head_hidden": 128}
 
 
+def mnist_sources(mnist: Path) -> dict[str, dict[str, str]]:
+    """The `source` / `test_source` entries for the MNIST IDX files in ``mnist``."""
+    return {
+        key: {
+            "format": "idx",
+            "images": str(mnist / f"{prefix}-images-idx3-ubyte.gz"),
+            "labels": str(mnist / f"{prefix}-labels-idx1-ubyte.gz"),
+        }
+        for key, prefix in (("source", "train"), ("test_source", "t10k"))
+    }
+
+
 def mnist_cnn_job(data_dir: Path) -> Job:
-    mnist = data_dir / "mnist"
     return Job.model_validate(
         {
             "name": "demo-mnist-cnn",
             "task": "classification",
             "data": {
-                "source": {
-                    "format": "idx",
-                    "images": str(mnist / "train-images-idx3-ubyte.gz"),
-                    "labels": str(mnist / "train-labels-idx1-ubyte.gz"),
-                },
-                "test_source": {
-                    "format": "idx",
-                    "images": str(mnist / "t10k-images-idx3-ubyte.gz"),
-                    "labels": str(mnist / "t10k-labels-idx1-ubyte.gz"),
-                },
+                **mnist_sources(data_dir / "mnist"),
                 "split": {"method": "stratified", "validation": 0.05, "test": 0.0},
                 "cleaning": {"drop_duplicates": False},
                 "augmentation": {"shift": 0.08, "rotation": 8, "scale": 0.08},
