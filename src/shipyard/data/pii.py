@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shipyard.errors import ShipyardError
 
@@ -641,16 +641,10 @@ class PIIConfig(BaseModel):
     @classmethod
     def from_mapping(cls, raw: dict[str, Any] | None, *, where: str = "data.pii") -> PIIConfig:
         """Validate the raw ``data.pii`` mapping of a job, turning pydantic errors into a ShipyardError."""
-        try:
-            return cls.model_validate(raw or {})
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            loc = ".".join(str(p) for p in first["loc"])
-            raise ShipyardError(
-                first["msg"],
-                where=f"{where}.{loc}" if loc else where,
-                hint="pii: {action: redact|drop_rows|flag, types: [...], columns: [...], placeholder: '[{TYPE}]'}",
-            ) from None
+        from shipyard.config.sections import validate_section
+
+        hint = "pii: {action: redact|drop_rows|flag, types: [...], columns: [...], placeholder: '[{TYPE}]'}"
+        return validate_section(cls, raw, where=where, hint=hint)
 
 
 def _text_columns(frame: pd.DataFrame) -> list[str]:

@@ -34,8 +34,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from shipyard.config.sections import validate_section
 from shipyard.errors import ShipyardError
 
 log = logging.getLogger(__name__)
@@ -63,16 +64,12 @@ class FairnessThresholds(BaseModel):
 
 
 def parse_thresholds(raw: dict[str, Any] | None) -> FairnessThresholds:
-    try:
-        return FairnessThresholds.model_validate(raw or {})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
-        raise ShipyardError(
-            first["msg"],
-            where=f"evaluation.fairness_thresholds.{loc}",
-            hint="keys: " + ", ".join(FairnessThresholds.model_fields),
-        ) from None
+    return validate_section(
+        FairnessThresholds,
+        raw,
+        where="evaluation.fairness_thresholds",
+        hint="keys: " + ", ".join(FairnessThresholds.model_fields),
+    )
 
 
 def _f(x: Any) -> float | None:

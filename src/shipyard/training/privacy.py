@@ -34,7 +34,7 @@ import warnings
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from shipyard.errors import ShipyardError
@@ -70,16 +70,9 @@ def parse_privacy(raw: dict[str, Any] | None, *, where: str = "privacy") -> Priv
     """Validate a job's raw ``privacy`` mapping; every problem becomes one ShipyardError naming the field."""
     if raw is None:
         return None
-    try:
-        return PrivacyConfig.model_validate(raw)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"])
-            problems.append(f"{where}.{loc}: {err['msg']}" if loc else f"{where}: {err['msg']}")
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
-        raise ShipyardError("; ".join(problems), where=f"{where}.{loc}" if loc else where, hint=_HINT) from None
+    from shipyard.config.sections import validate_section
+
+    return validate_section(PrivacyConfig, raw, where=where, hint=_HINT)
 
 
 def check_training_config(cfg: Any, dp: DPConfig, world_size: int = 1) -> None:
