@@ -133,6 +133,26 @@ class DataConfig(Strict):
     augmentation: AugmentationConfig = Field(default_factory=AugmentationConfig)
     text: TextConfig = Field(default_factory=TextConfig)
     pii: dict[str, Any] | None = None  # validated by shipyard.data.pii when present
+    # A record identifier (e.g. a user id) that is never a model input but is kept in the run's stored splits,
+    # so erasure requests (`shipyard data forget RUN --where "user_id == 123"`) can find a person's rows.
+    id_column: str | None = None
+
+    @field_validator("id_column")
+    @classmethod
+    def _id_is_not_an_input(cls, v: str | None, info: Any) -> str | None:
+        if v is None:
+            return v
+        if not v.strip():
+            raise ValueError("data.id_column must name a column")
+        if v == info.data.get("target"):
+            raise ValueError(f"data.id_column {v!r} is also the target; an id column is never learnt from")
+        named = [f if isinstance(f, str) else f.name for f in info.data.get("features") or []]
+        if v in named:
+            raise ValueError(
+                f"data.id_column {v!r} is also listed in data.features; an id column is never a model input "
+                "(remove it from data.features)"
+            )
+        return v
 
     def feature_specs(self) -> list[FeatureSpec] | None:
         if self.features is None:

@@ -74,8 +74,12 @@ def clean_frame(
     *,
     target: str,
     where: str,
+    id_column: str | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Clean one source's rows. Returns the cleaned frame and the counts of what each step did."""
+    """Clean one source's rows. Returns the cleaned frame and the counts of what each step did.
+
+    ``id_column`` (``data.id_column``) is left out of the duplicate check: ids are unique per record, so counting
+    them would keep every repeated example and let copies leak across the train / test split."""
     counts: dict[str, Any] = {"rows_in": len(frame)}
     out = frame
 
@@ -125,8 +129,9 @@ def clean_frame(
             out = out[~na]
     counts["missing_rows_dropped"] = dropped_missing
 
+    keyed = out.drop(columns=[id_column]) if id_column is not None and id_column in out.columns else out
     if cfg.drop_duplicates and len(out):
-        keys = row_keys(out)
+        keys = row_keys(keyed)
         duplicated = keys.duplicated(keep="first")
         counts["duplicates_found"] = int(duplicated.sum())
         counts["duplicates_dropped"] = int(duplicated.sum())
@@ -134,7 +139,7 @@ def clean_frame(
             log.info("%s: dropping %d exact duplicate rows", where, int(duplicated.sum()))
             out = out[~duplicated.to_numpy()]
     else:
-        counts["duplicates_found"] = int(row_keys(out).duplicated().sum()) if len(out) else 0
+        counts["duplicates_found"] = int(row_keys(keyed).duplicated().sum()) if len(out) else 0
         counts["duplicates_dropped"] = 0
 
     if out is frame:

@@ -7,9 +7,12 @@ a half-written split), marks the run ``needs_retraining`` in the run store (the 
 learnt from those rows) and appends an entry to the audit log with the counts per split and the column names the
 expression used — never the expression's values or the removed rows.
 
-Expressions are pandas ``DataFrame.query`` syntax over the split's columns (``age > 90 and sex == 'Female'``,
+The stored splits hold the features, the target, ``evaluation.sensitive_features`` and ``data.id_column`` (a
+record id that is never a model input, kept so that a person's rows can be found). Expressions are pandas
+``DataFrame.query`` syntax over those columns (``age > 90 and sex == 'Female'``,
 ``user_id in [1, 2]``, backticks for odd names). References to Python variables (``@x``) are refused. A bad
-expression (syntax, unknown column, non-boolean result) is a ShipyardError naming ``--where``.
+expression (syntax, unknown column, non-boolean result) is a ShipyardError naming ``--where``; an unknown column
+is named together with the columns the splits do have.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pandas.errors import UndefinedVariableError
 
 from shipyard.errors import ShipyardError
 
@@ -33,7 +37,21 @@ SPLITS = ("train", "validation", "test")
 def _mask(frame: pd.DataFrame, where: str, split: str) -> pd.Series:
     try:
         result = frame.eval(where, engine="python")
-    except Exception as exc:  # pandas raises SyntaxError, UndefinedVariableError, TypeError, ValueError ...
+    except UndefinedVariableError as exc:
+        # the usual cause: matching on an id that was not a model input, so it was never stored
+        found = re.search(r"name '([^']+)' is not defined", str(exc))
+        name = found.group(1) if found else str(exc)
+        if name.startswith("BACKTICK_QUOTED_STRING_"):  # pandas' mangled form of a `quoted name`
+            quoted = [q for q in re.findall(r"`([^`]+)`", where) if q not in frame.columns]
+            name = quoted[0] if quoted else name
+        available = ", ".join(str(c) for c in frame.columns)
+        raise ShipyardError(
+            f"unknown column {name!r} in the expression: the stored {split} split has the columns {available}",
+            where="--where",
+            hint="a column that is not a model feature is stored only when the job names it in data.id_column "
+            "(or evaluation.sensitive_features); set data.id_column and retrain to match on it",
+        ) from None
+    except Exception as exc:  # pandas raises SyntaxError, TypeError, ValueError ...
         message = str(exc).split("\n")[0][:200]
         raise ShipyardError(
             f"cannot evaluate the expression on the {split} split: {type(exc).__name__}: {message}",

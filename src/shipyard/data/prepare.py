@@ -52,8 +52,11 @@ def _feature_names(job: Job, frame: pd.DataFrame) -> tuple[list[str], dict[str, 
     data = job.data
     specs = data.feature_specs()
     require_columns(frame, data.drop_columns, field="data.drop_columns", where=frame.attrs.get("source"))
-    if specs is None:
-        features = [str(c) for c in frame.columns if c != data.target and c not in data.drop_columns]
+    if data.id_column is not None:
+        require_columns(frame, [data.id_column], field="data.id_column", where=frame.attrs.get("source"))
+    if specs is None:  # every other column, but never the id column (the schema refuses it in data.features)
+        skip = {data.target, data.id_column, *data.drop_columns}
+        features = [str(c) for c in frame.columns if c not in skip]
         declared: dict[str, str | None] = {}
     else:
         features = [s.name for s in specs if s.name not in data.drop_columns]
@@ -113,19 +116,26 @@ def prepare_data(job: Job, *, base_dir: Path, text_encoder: TextEncoder | None =
     _check_model_takes(job, column_types, features, text_encoder)
 
     keep = list(dict.fromkeys([*features, data.target]))
-    # sensitive columns travel with the frame (for fairness reports) without being features
+    # sensitive columns (for fairness reports) and the id column (for erasure requests, data/forget.py) travel
+    # with the frame, and so into the stored splits, without being features
     extras = [c for c in job.evaluation.sensitive_features if c in main.columns and c not in keep]
+    if data.id_column is not None and data.id_column not in extras:
+        extras.insert(0, data.id_column)
     cleaned: dict[str, pd.DataFrame] = {}
     cleaning_counts: dict[str, Any] = {}
     for key, frame in frames.items():
         source = frame.attrs.get("source", key)
         if key != "source":
             require_columns(frame, features, field=f"data.features (in data.{key}_source)", where=source)
+            if data.id_column is not None:  # a split without ids could not honour an erasure request
+                require_columns(frame, [data.id_column], field=f"data.id_column (in data.{key}_source)", where=source)
         cols = keep + [c for c in extras if c in frame.columns]
         checked = check_column_types(frame[cols], column_types, where=source)
         if column_types.get(data.target) == "label" and job.task == "regression":
             checked = check_column_types(checked, {data.target: "numeric"}, where=source)
-        out, counts = clean_frame(checked, data.cleaning, column_types, target=data.target, where=source)
+        out, counts = clean_frame(
+            checked, data.cleaning, column_types, target=data.target, where=source, id_column=data.id_column
+        )
         out.attrs["source"] = source
         cleaned[key] = out
         cleaning_counts[key] = counts

@@ -20,6 +20,7 @@ does that) the encoder is built from that config and its weights come from the a
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import re
@@ -149,6 +150,9 @@ class TransformerClassifier(nn.Module):
         self.n_layers = int(getattr(encoder.config, "num_hidden_layers", 0))
         found = _layer_index(encoder, self.n_layers)
         self._layers_prefix = found[0] if found else None
+        # Set only while DP-SGD trains (training/privacy.py); see `encode` for why. Not part of the state dict.
+        self.per_example_positions = False
+        self.takes_position_ids = "position_ids" in inspect.signature(encoder.forward).parameters
         self._apply_mode()
 
     # ------------------------------------------------------------------ freezing and learning rates
@@ -215,11 +219,20 @@ class TransformerClassifier(nn.Module):
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Pooled sentence vectors (N, hidden)."""
-        if self.params_cfg.mode == "frozen" and torch.is_grad_enabled():
+        kwargs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if self.per_example_positions and self.takes_position_ids:
+            # BERT-style encoders look positions up with a shared (1, L) index, so Opacus would see one "example"
+            # and compute a single batch-summed gradient for the position table; a (N, L) index gives the
+            # same embeddings and true per-example gradients (only needed when that table trains under DP)
+            n, length = input_ids.shape
+            kwargs["position_ids"] = torch.arange(length, device=input_ids.device).unsqueeze(0).expand(n, length)
+        # a frozen encoder needs no autograd graph while training the head; in eval mode it keeps one, so that
+        # gradients to the inputs (token attributions, evaluation/explain.py) still flow through it
+        if self.params_cfg.mode == "frozen" and self.training and torch.is_grad_enabled():
             with torch.no_grad():
-                hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+                hidden = self.encoder(**kwargs).last_hidden_state
         else:
-            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            hidden = self.encoder(**kwargs).last_hidden_state
         if self.params_cfg.pooling == "cls":
             return hidden[:, 0]
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)

@@ -22,9 +22,15 @@ What happens when it is set:
   (early stopping spends less).
 
 Not supported together with DP (refused with a clear error): ``gradient_accumulation > 1``, ``clip_grad_norm``
-(DP clips per example), fp16 / bf16 precision, multi-process training. Transformers train privately in
-``mode: frozen`` or ``freeze_lower`` (the trainable top layers are Linear / LayerNorm, which Opacus supports);
-``mode: full`` would also train the embeddings and is refused (too slow per example and rarely useful under DP).
+(DP clips per example), fp16 / bf16 precision, multi-process training.
+
+Transformers train privately in every mode. ``frozen`` and ``freeze_lower`` train only Linear / LayerNorm weights
+(cheap per example). ``full`` also trains the embedding tables: while DP trains, the model looks positions up per
+example (``TransformerClassifier.per_example_positions``; the default shared ``(1, L)`` lookup would give one
+batch-summed gradient for the position table), and Opacus materialises a dense per-example gradient of the
+word-embedding table (batch x vocabulary x hidden floats, about 1.5 GB per step for MiniLM at batch 32), so it is
+several times slower than ``freeze_lower``. An encoder that cannot take per-example positions is refused in
+``full`` mode with ``freeze_lower`` named.
 """
 
 from __future__ import annotations
@@ -109,12 +115,12 @@ def check_model(model: nn.Module, model_type: str = "") -> None:
     """Raise a ShipyardError naming the fix when ``model`` has layers DP-SGD cannot train privately."""
     from opacus.validators import ModuleValidator
 
-    mode = getattr(getattr(model, "params_cfg", None), "mode", None)
-    if mode == "full":
+    if _trainable_positions(model) and not getattr(model, "takes_position_ids", False):
         raise ShipyardError(
-            "differential privacy with a transformer needs model.mode: frozen or freeze_lower",
+            "differential privacy with model.mode: full needs an encoder that takes per-example position_ids "
+            "(its position table is looked up once for the whole batch, so per-example gradients are wrong)",
             where="model.mode",
-            hint="set model.mode: frozen (train the head) or freeze_lower with freeze_layers",
+            hint="set model.mode: freeze_lower with freeze_layers (or mode: frozen), which keeps the embeddings fixed",
         )
     was_training = model.training
     model.train()  # the validator also insists on training mode, which the engine sets itself
@@ -138,6 +144,22 @@ def check_model(model: nn.Module, model_type: str = "") -> None:
         where="model.batch_norm" if batch_norm else "model",
         hint=hint,
     )
+
+
+def _trainable_positions(model: nn.Module) -> bool:
+    """Whether a transformer's position-embedding table trains (mode full): it then needs per-example lookups."""
+    if not hasattr(model, "per_example_positions"):
+        return False
+    return any(p.requires_grad for name, p in model.named_parameters() if name.endswith("position_embeddings.weight"))
+
+
+def _embedding_grad_bytes(model: nn.Module, batch_size: int) -> int:
+    """Bytes of the dense per-example gradients Opacus builds for trainable embedding tables in one step."""
+    total = 0
+    for module in model.modules():
+        if isinstance(module, nn.Embedding) and module.weight.requires_grad:
+            total += batch_size * module.weight.numel() * module.weight.element_size()
+    return total
 
 
 def fix_model(model: nn.Module) -> nn.Module:
@@ -209,6 +231,7 @@ class DPSession:
         self.noise_multiplier = noise_for_target(dp, self.sample_rate, total_steps)
         self.module: Any = None
         self.optimizer: Any = None
+        self._model: Any = None
         log.info(
             "DP-SGD: q=%.5f, %d planned steps, noise multiplier %.4f for epsilon=%g, delta=%g (%s)",
             self.sample_rate,
@@ -226,6 +249,16 @@ class DPSession:
         from opacus.optimizers import DPOptimizer
 
         check_model(model)
+        if hasattr(model, "per_example_positions"):  # a transformer: see TransformerClassifier.encode
+            model.per_example_positions = True
+            self._model = model
+        gb = _embedding_grad_bytes(model, self.batch_size) / 1e9
+        if gb >= 0.5:  # full fine-tuning under DP: the cost is the per-example embedding gradient, not compute
+            log.warning(
+                "DP-SGD trains embedding tables: about %.1f GB of per-example gradients per step; "
+                "model.mode: freeze_lower is much faster",
+                gb,
+            )
         # Opacus' hooks fire on the first layer whose input needs no gradient: expected, not a problem
         warnings.filterwarnings("ignore", message="Full backward hook is firing", category=UserWarning)
         self.module = GradSampleModule(model, batch_first=True, loss_reduction="mean")
@@ -261,6 +294,9 @@ class DPSession:
         if self.module is not None:
             self.module._close()
             self.module = None
+        if self._model is not None:  # back to the shared position lookup that export and serving trace
+            self._model.per_example_positions = False
+            self._model = None
 
     def report(self, steps: int) -> dict[str, Any]:
         epsilon = compute_epsilon(
