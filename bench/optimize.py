@@ -104,7 +104,12 @@ def sst2(args: argparse.Namespace) -> list[bool]:
     )
     table = optimize_run(
         run_dir,
-        {"methods": ["onnx", "int8", "distill"], "student": {"layers": args.student_layers}, **common},
+        {
+            "methods": ["onnx", "int8", "distill"],
+            "student": {"layers": args.student_layers},
+            "distill_epochs": args.distill_epochs,
+            **common,
+        },
         base_dir=Path(args.base_dir) if args.base_dir else None,
     )
     _show(f"SST-2 transformer ({run_dir})", table)
@@ -146,6 +151,7 @@ def main() -> None:
     parser.add_argument("--calibration", type=int, default=512, help="static int8 calibration rows")
     parser.add_argument("--sparsity", type=float, default=0.5, help="structured pruning fraction")
     parser.add_argument("--student-layers", type=int, default=3)
+    parser.add_argument("--distill-epochs", type=int, default=2, help="SST-2 student epochs")
     parser.add_argument("--mnist-epochs", type=int, default=0, help="override the example's epochs (0: keep)")
     parser.add_argument("--finetune-epochs", type=int, default=1, help="fine-tune epochs after pruning")
     parser.add_argument("--mnist-distill-epochs", type=int, default=0, help="0 skips the MNIST student")

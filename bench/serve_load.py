@@ -136,12 +136,20 @@ async def closed_loop(
     latencies: list[float] = []
     errors: list[str] = []
     counter = iter(range(total))
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     bodies = [json.dumps({"instance": r}).encode() for r in rows]
     headers = {**headers, "Content-Type": "application/json"}
-    async with httpx.AsyncClient(limits=limits, timeout=60.0, headers=headers) as client:
+    # One client (one keep-alive connection) per simulated user: a single AsyncClient shared by many tasks spends
+    # its CPU in connection-pool bookkeeping (encode/httpx#3215), which on a shared 2-core host would be load
+    # generator overhead charged to the servers under test.
+    clients = [
+        httpx.AsyncClient(limits=httpx.Limits(max_connections=1), timeout=60.0, headers=headers)
+        for _ in range(concurrency)
+    ]
+    async with contextlib.AsyncExitStack() as stack:
+        for c in clients:
+            await stack.enter_async_context(c)
 
-        async def worker() -> None:
+        async def worker(client: httpx.AsyncClient) -> None:
             for i in counter:
                 t0 = time.perf_counter()
                 try:
@@ -155,7 +163,7 @@ async def closed_loop(
                 latencies.append(time.perf_counter() - t0)
 
         started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await asyncio.gather(*(worker(c) for c in clients))
         elapsed = time.perf_counter() - started
     latencies.sort()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
@@ -51,7 +52,10 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module, dic
 def test_export_parity_and_dynamic_axes(tiny, tmp_path: Path) -> None:
     model, _, inputs = tiny
     path = tmp_path / "m.onnx"
-    assert export_onnx(model, inputs, path) in ("dynamo", "torchscript")
+    # auto picks ONNX Runtime's fused transformer kernels for an encoder
+    assert export_onnx(model, inputs, path) == "fused"
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert {"Attention", "SkipLayerNormalization"} <= ops
     check = parity(model, path, inputs, task="classification", threads=1)
     assert check["max_abs_diff"] <= 1e-4 and check["top1_agreement"] == 1.0
     session = ort_session(path, 1)
@@ -63,6 +67,22 @@ def test_export_parity_and_dynamic_axes(tiny, tmp_path: Path) -> None:
     assert int8.stat().st_size < path.stat().st_size
     out = run_batched(ort_runner(ort_session(int8, 1)), inputs)
     assert out.shape == (24, 2) and np.isfinite(out).all()
+    assert "QAttention" in {n.op_type for n in onnx.load(str(int8)).graph.node}
+
+
+@pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
+def test_plain_exporters_still_match_torch(tiny, tmp_path: Path, exporter: str) -> None:
+    model, _, inputs = tiny
+    path = tmp_path / "m.onnx"
+    assert export_onnx(model, inputs, path, exporter=exporter) == exporter
+    assert "Attention" not in {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert parity(model, path, inputs, task="classification", threads=1)["max_abs_diff"] <= 1e-4
+
+
+def test_fused_exporter_needs_an_encoder(tmp_path: Path) -> None:
+    dense = torch.nn.Sequential(torch.nn.Linear(3, 2))
+    with pytest.raises(ShipyardError, match="needs a transformer encoder"):
+        export_onnx(dense, {"x": np.zeros((2, 3), dtype=np.float32)}, tmp_path / "m.onnx", exporter="fused")
 
 
 def test_head_and_ffn_pruning_shrinks_and_runs(tiny, tmp_path: Path) -> None:

@@ -64,7 +64,8 @@ class OptimizeConfig(BaseModel):
     calibration_samples: int = Field(default=256, ge=1)
     latency_repeats: int = Field(default=100, ge=5)
     threads: int | None = Field(default=None, ge=1)  # None: min(4, CPU cores)
-    exporter: Literal["auto", "dynamo", "torchscript"] = "auto"
+    # auto: fused (transformers), then dynamo, then torchscript; see shipyard.optimize.onnx_export
+    exporter: Literal["auto", "dynamo", "torchscript", "fused"] = "auto"
     parity_tolerance: float = Field(default=1e-4, gt=0.0)  # fp32 export: largest |logit difference|
     min_int8_agreement: float = Field(default=0.9, ge=0.0, le=1.0)  # int8: top-1 agreement below -> failed row
 

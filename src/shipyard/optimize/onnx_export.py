@@ -5,6 +5,13 @@ torch's default and the maintained path, and it handles Hugging Face BERT-style 
 and dynamic batch / sequence axes; the TorchScript exporter still exists but is deprecated. ``auto`` therefore
 tries dynamo first and falls back to TorchScript only when dynamo fails, recording which one produced the file.
 
+Transformer encoders get one more option, ``fused``, which ``auto`` tries first for them: a TorchScript export
+with eager attention, rewritten by ONNX Runtime's transformer optimizer into its fused CPU kernels (Attention,
+EmbedLayerNormalization, SkipLayerNormalization, BiasGelu). ONNX Runtime only recognises the attention pattern
+of that export (the dynamo graph's SDPA decomposition stays as 50-odd small ops per layer), and the fused graph
+runs a 6-layer MiniLM in about a third of the nodes (91 against 320). When fusion finds no attention block, or
+the fused graph disagrees with torch on the trace rows, ``auto`` falls back to dynamo.
+
 Every export is followed by a parity check over the evaluation split: the largest absolute difference between
 the torch and ONNX Runtime outputs, and their top-1 agreement. A file that fails it never becomes an artifact.
 """
@@ -27,7 +34,7 @@ from shipyard.optimize.measure import agreement, max_abs_diff, ort_runner, ort_s
 
 log = logging.getLogger(__name__)
 
-Exporter = Literal["auto", "dynamo", "torchscript"]
+Exporter = Literal["auto", "dynamo", "torchscript", "fused"]
 DYNAMO_OPSET = 18
 TORCHSCRIPT_OPSET = 17
 OUTPUT_NAME = "logits"
@@ -93,15 +100,22 @@ def export_onnx(model: nn.Module, inputs: dict[str, np.ndarray], path: Path, *, 
     wrapped.eval()
     sample = sample_inputs(inputs)
     names = ["input_ids", "attention_mask"] if text else ["x"]
+    encoder_config = _encoder_config(model)
+    if exporter == "fused" and encoder_config is None:
+        raise ShipyardError("exporter 'fused' needs a transformer encoder", where="optimize.exporter")
     order = ["dynamo", "torchscript"] if exporter == "auto" else [exporter]
+    if exporter == "auto" and encoder_config is not None:
+        order.insert(0, "fused")
     errors = []
     for name in order:
         try:
             with _quiet(), torch.no_grad():
                 if name == "dynamo":
                     _export_dynamo(wrapped, sample, names, path)
-                else:
+                elif name == "torchscript":
                     _export_torchscript(wrapped, sample, names, path)
+                else:
+                    _export_fused(wrapped, sample, names, path, encoder_config)
             return name
         except Exception as exc:  # an exporter's failure is data for the table, not a crash
             log.warning("ONNX export with %s failed: %s", name, str(exc).splitlines()[0][:300] if str(exc) else exc)
@@ -148,6 +162,60 @@ def _export_torchscript(model: nn.Module, sample: dict[str, torch.Tensor], names
         do_constant_folding=True,
         dynamo=False,
     )
+
+
+def _encoder_config(model: nn.Module) -> Any:
+    """The Hugging Face config of a BERT-style encoder inside ``model`` (shipyard's transformer family), or None."""
+    for module in model.modules():  # also finds the encoder inside a regression wrapper
+        config = getattr(module, "config", None)
+        if config is not None and hasattr(config, "num_attention_heads") and hasattr(config, "hidden_size"):
+            return config
+    return None
+
+
+@contextlib.contextmanager
+def _eager_attention(model: nn.Module) -> Iterator[None]:
+    """Trace the encoder with its plain (matmul-softmax-matmul) attention, the form the fusion recognises."""
+    configs = {id(c): c for m in model.modules() if (c := getattr(m, "config", None)) is not None}
+    before = {k: getattr(c, "_attn_implementation", None) for k, c in configs.items()}
+    for c in configs.values():
+        c._attn_implementation = "eager"
+    try:
+        yield
+    finally:
+        for k, c in configs.items():
+            c._attn_implementation = before[k]
+
+
+def _export_fused(
+    model: nn.Module, sample: dict[str, torch.Tensor], names: list[str], path: Path, config: Any
+) -> None:
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    raw = path.with_suffix(".unfused.onnx")
+    try:
+        with _eager_attention(model):
+            _export_torchscript(model, sample, names, raw)
+        fused = optimize_model(
+            str(raw),
+            model_type="bert",
+            num_heads=int(config.num_attention_heads),
+            hidden_size=int(config.hidden_size),
+            opt_level=0,  # graph-level fusions only; ONNX Runtime applies its own optimisations at load
+        )
+        stats = fused.get_fused_operator_statistics()
+        if not (stats.get("Attention") or stats.get("MultiHeadAttention")):
+            raise RuntimeError(f"the transformer optimizer found no attention block to fuse ({stats})")
+        fused.save_model_to_file(str(path))
+    finally:
+        raw.unlink(missing_ok=True)
+    # fusion rewrites arithmetic (the attention mask, GELU, layer norms): check it on the trace rows before use
+    session = ort_session(path, 1)
+    with torch.inference_mode():
+        ref = model(**sample).float().numpy()
+    out = ort_runner(session)({k: v.numpy() for k, v in sample.items()})
+    if max_abs_diff(ref, out) > 1e-3:
+        raise RuntimeError(f"the fused graph differs from torch by {max_abs_diff(ref, out):.2e} on the trace rows")
 
 
 def parity(

@@ -105,7 +105,9 @@ def quantize_dynamic_int8(fp32: Path, out: Path, work: Path) -> dict[str, Any]:
         # per-channel ones none (0.8956 -> 0.8991), at the same size
         per_channel=True,
         # activation x activation products (attention scores) stay float: quantising them costs accuracy
-        extra_options={"MatMulConstBOnly": True},
+        # fused transformer graphs carry contrib ops (Attention, SkipLayerNormalization) whose outputs shape
+        # inference cannot type; every such tensor is float here
+        extra_options={"MatMulConstBOnly": True, "DefaultTensorType": 1},
     )
     return {"scheme": "dynamic", "weights": "QInt8", "gemm_rewritten": rewritten, "preprocessed": pre != plain}
 

@@ -406,9 +406,12 @@ class ServeMiddleware:
 
     async def _read_body(self, scope: dict[str, Any], receive: Any) -> tuple[bytes, JSONResponse | None]:
         limit = self.state.config.max_body_bytes
-        too_big = error_response(
-            413, "payload_too_large", f"the request body is larger than {limit} bytes", scope=scope
-        )
+
+        def too_big() -> JSONResponse:
+            return error_response(
+                413, "payload_too_large", f"the request body is larger than {limit} bytes", scope=scope
+            )
+
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
@@ -416,7 +419,7 @@ class ServeMiddleware:
                 except ValueError:
                     return b"", error_response(400, "bad_request", "invalid Content-Length header", scope=scope)
                 if declared > limit:
-                    return b"", too_big
+                    return b"", too_big()
         chunks: list[bytes] = []
         total = 0
         while True:
@@ -426,7 +429,7 @@ class ServeMiddleware:
             chunk = message.get("body", b"")
             total += len(chunk)
             if total > limit:
-                return b"", too_big
+                return b"", too_big()
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks), None
