@@ -81,3 +81,10 @@ def test_config_hash_is_order_independent() -> None:
 
 def test_library_versions_keys() -> None:
     assert set(library_versions()) == {"python", "torch", "numpy", "scikit-learn", "transformers"}
+
+
+def test_metrics_table_has_only_split_columns(tmp_path: Path) -> None:
+    metrics = {**METRICS, "training": {"epochs": 3, "seconds": 12.5}, "privacy": {"epsilon": 1.0, "delta": 1e-5}}
+    text = write_model_card(tmp_path, job_config=CONFIG, metrics=metrics, summary=SUMMARY).read_text()
+    header = next(line for line in text.splitlines() if line.startswith("| metric |"))
+    assert "training" not in header and "privacy" not in header

@@ -118,8 +118,10 @@ def _inline(value: Any) -> str:
 
 
 def _split_metrics(metrics: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    if any(isinstance(metrics.get(k), Mapping) for k in ("validation", "test", "train")):
-        return {k: dict(v) for k, v in metrics.items() if isinstance(v, Mapping)}
+    splits = ("train", "validation", "test")
+    if any(isinstance(metrics.get(k), Mapping) for k in splits):
+        # metrics.json also holds sections that are not splits (training, privacy): they have their own headings
+        return {k: dict(metrics[k]) for k in splits if isinstance(metrics.get(k), Mapping)}
     return {"test": dict(metrics)} if metrics else {}
 
 
