@@ -105,9 +105,7 @@ class Artifact:
 
     # ----------------------------------------------------------- loading
     @classmethod
-    def load(cls, path: str | Path, *, serving: bool = False) -> Artifact:
-        """Read a model folder (or a run folder's ``model/``). ``serving`` tunes an ONNX session for a server
-        process, where the event loop shares the cores with inference (see `_onnx_session`)."""
+    def load(cls, path: str | Path) -> Artifact:
         path = Path(path)
         if (path / "model" / META).is_file():  # a run folder: use its model
             path = path / "model"
@@ -125,7 +123,7 @@ class Artifact:
         preprocessor = Preprocessor.load(path)
         art = cls(path=path, meta=meta, preprocessor=preprocessor)
         if meta["backend"] == "onnx":
-            art.session = _onnx_session(path / meta.get("onnx_file", "model.onnx"), spin=not serving)
+            art.session = _onnx_session(path / meta.get("onnx_file", "model.onnx"))
         else:
             art.model = art._build_torch()
         return art
@@ -212,10 +210,7 @@ class Artifact:
         return out
 
 
-def _onnx_session(path: Path, *, spin: bool = True) -> Any:
-    """An ONNX Runtime session. ``spin=False`` stops idle intra-op threads from busy-waiting for the next call:
-    that shaves microseconds off back-to-back calls in a benchmark loop, but in a server the spinning threads
-    take the cores the event loop needs to parse and batch the next requests."""
+def _onnx_session(path: Path) -> Any:
     import onnxruntime as ort
 
     if not path.is_file():
@@ -223,6 +218,4 @@ def _onnx_session(path: Path, *, spin: bool = True) -> Any:
     providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if not spin:
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), sess_options=opts, providers=providers)

@@ -241,7 +241,7 @@ def load_version(path: str | Path, version: int) -> LoadedVersion:
     """Load the artifact for ``path`` and check it with a warm-up prediction (blocking: call from a thread)."""
     started = time.perf_counter()
     spec = read_spec(path)
-    artifact = Artifact.load(spec.path, serving=True)
+    artifact = Artifact.load(spec.path)
     predict = make_predictor(artifact)
     record = _warmup_record(artifact)
     try:
