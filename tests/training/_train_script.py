@@ -62,7 +62,8 @@ def train(run_dir: Path, resume: bool, slow: float = 0.0) -> None:
             return original(**kw)
 
         model.forward = slowed  # type: ignore[method-assign]
-    engine = Engine(config(), "classification", labels=["0", "1"], show_progress=False)
+    # with a weight average: resume must also continue the average exactly
+    engine = Engine(config(ema=0.9), "classification", labels=["0", "1"], show_progress=False)
     engine.fit(model, train_split, val_split, run_dir, resume=resume)
     from safetensors.torch import save_file
 

@@ -146,3 +146,56 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path: Path) -> None:
 def test_training_config_validation() -> None:
     with pytest.raises(ValueError):
         TrainingConfig.model_validate({"batch_size": 0})
+
+
+def test_compiled_training_matches_eager(tmp_path: Path) -> None:
+    """training.compile changes how the forward runs, not what it computes: same data, same seed, close weights,
+    and the saved state dict has the plain module's keys (no compiler prefix), so resume and export still work."""
+    train, val = make_data()
+    weights = {}
+    for mode in (False, True):
+        model = _mlp()
+        Engine(config(epochs=1, compile=mode), "classification", labels=["0", "1"], show_progress=False).fit(
+            model, train, val, tmp_path / str(mode)
+        )
+        weights[mode] = model.state_dict()
+    assert weights[True].keys() == weights[False].keys()
+    for key in weights[False]:
+        torch.testing.assert_close(weights[True][key], weights[False][key], rtol=1e-4, atol=1e-5)
+
+
+def test_weight_ema_follows_the_formula() -> None:
+    from shipyard.training.ema import WeightEMA
+
+    layer = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        layer.weight.fill_(0.0)
+    ema = WeightEMA(layer, decay=0.5)
+    expected = torch.zeros_like(layer.weight)
+    for step, value in enumerate((1.0, 2.0, 3.0), start=1):
+        with torch.no_grad():
+            layer.weight.fill_(value)
+        ema.update(layer)
+        d = min(0.5, (1 + step) / (10 + step))
+        expected = d * expected + (1 - d) * value
+    torch.testing.assert_close(ema.shadow["weight"], expected)
+    with ema.applied(layer):
+        torch.testing.assert_close(layer.weight.detach(), expected)
+    assert torch.all(layer.weight == 3.0)  # the training weights come back after the block
+
+
+def test_ema_weights_are_the_ones_evaluated_and_kept(tmp_path: Path) -> None:
+    train, val = make_data()
+    plain, averaged = _mlp(), _mlp()
+    Engine(config(epochs=2), "classification", labels=["0", "1"], show_progress=False).fit(
+        plain, train, val, tmp_path / "plain"
+    )
+    engine = Engine(config(epochs=2, ema=0.9), "classification", labels=["0", "1"], show_progress=False)
+    engine.fit(averaged, train, val, tmp_path / "ema")
+    # same data order and updates, so the only difference is the average that was kept
+    pairs = zip(plain.state_dict().values(), averaged.state_dict().values(), strict=True)
+    assert any(not torch.equal(a, b) for a, b in pairs)
+    logged = [e for e in read_log(tmp_path / "ema" / "train_log.jsonl") if e["event"] == "epoch"][-1]
+    assert logged["val_accuracy"] == pytest.approx(engine.evaluate(averaged, val)["accuracy"])
+    ckpt = torch.load(sorted((tmp_path / "ema" / "checkpoints").glob("ckpt-*.pt"))[-1], weights_only=True)
+    assert ckpt["ema"]["updates"] == 2 * 15

@@ -217,6 +217,12 @@ class TrainingConfig(Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     num_threads: int | None = Field(default=None, ge=1)
     length_bucketing: bool = True  # text: batches of similar length, random batch order
+    # torch.compile the training forward/backward (dynamic shapes). Off by default: measured on 2 CPU cores it
+    # cost ~41 s of compilation and gave MiniLM no speed-up (docs/benchmarks.md); on a GPU it often pays.
+    compile: bool = False
+    # decay of an exponential moving average of the weights (e.g. 0.999); the average is what gets evaluated,
+    # early-stopped on and saved (shipyard.training.ema). None: the last step's weights.
+    ema: float | None = Field(default=None, gt=0, lt=1)
     log_every_steps: int = Field(default=50, ge=1)
 
 

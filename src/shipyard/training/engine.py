@@ -8,6 +8,7 @@ reduction of metrics belong to `DistContext`; precision to `Precision`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -29,6 +30,7 @@ from shipyard.io import atomic_save_safetensors, atomic_write_text
 from shipyard.training import batching
 from shipyard.training.checkpoint import capture_rng, load_latest, restore_rng, save_checkpoint
 from shipyard.training.distributed import DistContext
+from shipyard.training.ema import WeightEMA
 from shipyard.training.precision import resolve_precision
 from shipyard.training.progress import TrainProgress
 from shipyard.training.schedules import build_optimizer, build_scheduler
@@ -154,7 +156,18 @@ class Engine:
                 self.privacy, cfg, n=n, total_steps=total_steps, per_epoch=per_epoch, world_size=self.ctx.world_size
             )
             net, optimizer = dp.wrap(model, optimizer)
+        if cfg.compile:
+            if dp is not None:
+                raise ShipyardError(
+                    "training.compile cannot be combined with differential privacy (Opacus hooks every layer)",
+                    where="training.compile",
+                    hint="set training.compile: false",
+                )
+            # only the training forward is compiled; checkpoints and evaluation use the plain module, so saved
+            # state dicts carry no compiler prefixes and resume works with or without compile
+            net = torch.compile(net, dynamic=True)
         scheduler = build_scheduler(optimizer, cfg, total_steps, per_epoch)
+        ema = WeightEMA(model, cfg.ema) if cfg.ema else None
         scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.needs_scaler)
         aug_gen = torch.Generator().manual_seed(cfg.seed + 7)
         state = TrainState()
@@ -164,6 +177,14 @@ class Engine:
             optimizer.load_state_dict(payload["optimizer"])
             scheduler.load_state_dict(payload["scheduler"])
             scaler.load_state_dict(payload["scaler"])
+            if ema is not None:
+                if "ema" not in payload:
+                    raise ShipyardError(
+                        "the checkpoint has no weight average but training.ema is set",
+                        where="training.ema",
+                        hint="resume with the configuration the run started with",
+                    )
+                ema.load_state_dict(payload["ema"])
             state = TrainState(**payload["state"])
             restore_rng(payload["rng"], aug_gen)
             _truncate_log(run_dir / "train_log.jsonl", state.log_lines)
@@ -182,6 +203,8 @@ class Engine:
                     "state": state.as_dict(),
                     "rng": capture_rng(aug_gen),
                 }
+                if ema is not None:
+                    payload["ema"] = ema.state_dict()
                 save_checkpoint(ckpt_dir, payload, cfg.keep_checkpoints)
             self.ctx.barrier()
 
@@ -241,6 +264,8 @@ class Engine:
                     scaler.update()
                     optimizer.zero_grad(set_to_none=True)
                     scheduler.step()
+                    if ema is not None:
+                        ema.update(model)
                     state.global_step += 1
                     state.group = gi + 1
                     state.examples_seen += group_examples
@@ -274,10 +299,12 @@ class Engine:
                     "lr": optimizer.param_groups[0]["lr"],
                 }
                 if validation is not None and len(validation.target):
-                    val = self.evaluate(model, validation)
-                    entry.update({f"val_{k}": v for k, v in val.items() if isinstance(v, int | float)})
-                    progress.note(val)
-                    self._early_stopping(val, state, model, run_dir, epoch)
+                    # with an EMA, the averaged weights are the ones judged (and kept as the best)
+                    with ema.applied(model) if ema is not None else contextlib.nullcontext():
+                        val = self.evaluate(model, validation)
+                        entry.update({f"val_{k}": v for k, v in val.items() if isinstance(v, int | float)})
+                        progress.note(val)
+                        self._early_stopping(val, state, model, run_dir, epoch)
                 history.append(entry)
                 logger.write(entry)
                 state.epoch = epoch + 1
@@ -298,6 +325,8 @@ class Engine:
 
             model.load_state_dict(load_file(str(best_file), device=str(self.device)))
             log.info("restored the best weights (epoch %d, %s=%.4f)", state.best_epoch + 1, es.metric, state.best)
+        elif ema is not None:
+            ema.copy_to(model)
         seconds = time.perf_counter() - started
         return FitResult(
             epochs_run=state.epoch,
