@@ -41,9 +41,7 @@ def test_load_concurrent_clients_zero_errors(live_server: Any, keys: dict[str, A
         latencies: list[float] = []
         # one connection per client: a single pooled AsyncClient spends its CPU on pool bookkeeping at this
         # concurrency (encode/httpx#3215)
-        pool = [
-            httpx.AsyncClient(base_url=base, headers=auth(keys["predict"]), timeout=30) for _ in range(clients)
-        ]
+        pool = [httpx.AsyncClient(base_url=base, headers=auth(keys["predict"]), timeout=30) for _ in range(clients)]
         stop = time.monotonic() + seconds
         async with contextlib.AsyncExitStack() as stack:
             for c in pool:

@@ -187,9 +187,7 @@ def _eager_attention(model: nn.Module) -> Iterator[None]:
             c._attn_implementation = before[k]
 
 
-def _export_fused(
-    model: nn.Module, sample: dict[str, torch.Tensor], names: list[str], path: Path, config: Any
-) -> None:
+def _export_fused(model: nn.Module, sample: dict[str, torch.Tensor], names: list[str], path: Path, config: Any) -> None:
     from onnxruntime.transformers.optimizer import optimize_model
 
     raw = path.with_suffix(".unfused.onnx")
