@@ -21,25 +21,14 @@ SENTENCES = ["a gorgeous , witty , seductive movie .", "the plot is nothing but 
 @pytest.fixture(scope="module")
 def text_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
     """A 2-layer BERT (random init, MiniLM's tokenizer) fine-tuned on 600 SST-2 sentences: small enough for CI."""
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    from tiny_bert import save_tiny_bert
+    from transformers import AutoTokenizer
 
     from shipyard.data.text import resolve_model_dir
 
     root = tmp_path_factory.mktemp("text-opt")
-    encoder = root / "tiny-bert"
     tokenizer = AutoTokenizer.from_pretrained(str(resolve_model_dir("minilm")))
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=128,
-        max_position_embeddings=64,
-    )
-    BertModel(config, add_pooling_layer=False).save_pretrained(str(encoder))
-    tokenizer.save_pretrained(str(encoder))
+    encoder = save_tiny_bert(root / "tiny-bert", vocab_size=tokenizer.vocab_size, hidden_size=64, tokenizer=tokenizer)
     sst2 = data_dir / "sst2"
     job = shipyard.Job.model_validate(
         {

@@ -12,6 +12,8 @@ import torch
 
 pytest.importorskip("shipyard.models.transformer")
 
+from tiny_bert import save_tiny_bert
+
 from shipyard.errors import ShipyardError
 from shipyard.models.registry import InputSpec, build_for_task
 from shipyard.optimize.distill import plan_student
@@ -25,19 +27,7 @@ SPEC = InputSpec(kind="text", n_outputs=2, task="classification")
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module, dict, dict[str, np.ndarray]]:
-    from transformers import BertConfig, BertModel
-
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=120,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    BertModel(config, add_pooling_layer=False).save_pretrained(str(folder))
+    folder = save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), vocab_size=120, hidden_size=32)
     params = {"pretrained": str(folder), "dropout": 0.0}
     model = build_for_task("transformer", params, SPEC).eval()
     rng = np.random.default_rng(0)

@@ -37,7 +37,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from shipyard.config.sections import validate_section
-from shipyard.errors import ShipyardError
+from shipyard.data.types import require_columns
 
 log = logging.getLogger(__name__)
 
@@ -246,13 +246,7 @@ def fairness_metrics(job: Any, prepared: Any, predictions: dict[str, np.ndarray]
         return {"skipped": "no test or validation predictions", "sensitive_features": features}
     split = prepared.splits[split_name]
     frame = split.frame.reset_index(drop=True)
-    missing = [c for c in features if c not in frame.columns]
-    if missing:
-        raise ShipyardError(
-            f"sensitive feature(s) {missing} are not columns of the data",
-            where="evaluation.sensitive_features",
-            hint=f"columns: {[str(c) for c in frame.columns][:30]}",
-        )
+    require_columns(frame, features, field="evaluation.sensitive_features")
     y_true = np.asarray(split.target).astype(int)
     scores = _binary_scores(predictions[split_name])
     y_pred = (scores >= 0.5).astype(int)

@@ -109,17 +109,32 @@ def _prune_mlp(
     new = _inner(small)
     new_linears = [m for m in new.body if isinstance(m, nn.Linear)]
     new_norms = [m for m in new.body if isinstance(m, nn.BatchNorm1d)]
-    prev = torch.arange(linears[0].in_features)
-    for i, (src, dst) in enumerate(zip(linears, new_linears, strict=True)):
-        dst.weight.copy_(src.weight[keeps[i]][:, prev])
-        dst.bias.copy_(src.bias[keeps[i]])
-        prev = keeps[i]
-    for i, (src, dst) in enumerate(zip(norms, new_norms, strict=True)):
-        _copy_norm(src, dst, keeps[i])
+    prev = _copy_kept_units(linears, new_linears, norms, new_norms, keeps, linears[0].in_features)
     new.head.weight.copy_(old.head.weight[:, prev])
     new.head.bias.copy_(old.head.bias)
     info = {"unit": "neurons", "before": [len(s.bias) for s in linears], "after": new_params["hidden"]}
     return small, new_params, info
+
+
+def _copy_kept_units(
+    layers: list[nn.Module],
+    new_layers: list[nn.Module],
+    norms: list[nn.Module],
+    new_norms: list[nn.Module],
+    keeps: list[torch.Tensor],
+    n_inputs: int,
+) -> torch.Tensor:
+    """Copy each layer's kept output units (neurons / channels) and, from the layer before, only the kept inputs;
+    the i-th norm follows the i-th layer. Returns the last layer's kept units (the head's inputs)."""
+    prev = torch.arange(n_inputs)
+    for keep, src, dst in zip(keeps, layers, new_layers, strict=True):
+        dst.weight.copy_(src.weight[keep][:, prev])
+        if src.bias is not None:
+            dst.bias.copy_(src.bias[keep])
+        prev = keep
+    for i, (src, dst) in enumerate(zip(norms, new_norms, strict=True)):
+        _copy_norm(src, dst, keeps[i])
+    return prev
 
 
 def _copy_norm(src: nn.Module, dst: nn.Module, keep: torch.Tensor) -> None:
@@ -148,14 +163,7 @@ def _prune_cnn(
     new = _inner(small)
     new_convs = [m for m in new.features if isinstance(m, nn.Conv2d)]
     new_norms = [m for m in new.features if isinstance(m, nn.BatchNorm2d)]
-    prev = torch.arange(convs[0].in_channels)
-    for i, (src, dst) in enumerate(zip(convs, new_convs, strict=True)):
-        dst.weight.copy_(src.weight[keeps[i]][:, prev])
-        if src.bias is not None:
-            dst.bias.copy_(src.bias[keeps[i]])
-        prev = keeps[i]
-    for i, (src, dst) in enumerate(zip(norms, new_norms, strict=True)):
-        _copy_norm(src, dst, keeps[i])
+    prev = _copy_kept_units(convs, new_convs, norms, new_norms, keeps, convs[0].in_channels)
     old_lin = [m for m in old.head if isinstance(m, nn.Linear)]
     new_lin = [m for m in new.head if isinstance(m, nn.Linear)]
     first_old, first_new = old_lin[0], new_lin[0]
