@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from shipyard.config.schema import Job
+from shipyard.config.schema import Job, TrainingConfig
 from shipyard.errors import ShipyardError
 from shipyard.io import atomic_write_json, atomic_write_text
 
@@ -109,7 +109,7 @@ def run_job(
     privacy = parse_privacy(job.privacy)
     dp_config = privacy.differential_privacy if privacy is not None else None
     if resume:
-        if run_dir is None or not (Path(run_dir) / "checkpoints").is_dir():
+        if run_dir is None or not any((Path(run_dir) / d).is_dir() for d in ("checkpoints", "soup")):
             raise ShipyardError("nothing to resume: the folder has no checkpoints/", where=str(run_dir))
         run_id, run_dir = Path(run_dir).name, Path(run_dir)
     else:
@@ -139,15 +139,19 @@ def run_job(
 
         check_training_config(job.training, dp_config)
         check_model(model, job.model.type)
-    engine = Engine(
-        job.training,
-        job.task,
-        labels=prepared.labels,
-        augmentation=job.data.augmentation,
-        target_scale=target_scale,
-        show_progress=show_progress,
-        privacy=dp_config,
-    )
+
+    def make_engine(cfg: TrainingConfig) -> Engine:
+        return Engine(
+            cfg,
+            job.task,
+            labels=prepared.labels,
+            augmentation=job.data.augmentation,
+            target_scale=target_scale,
+            show_progress=show_progress,
+            privacy=dp_config,
+        )
+
+    engine = make_engine(job.training)
 
     run_dir.mkdir(parents=True, exist_ok=True)
     store = _store_for(run_dir)
@@ -169,7 +173,13 @@ def run_job(
         )
     started = time.perf_counter()
     try:
-        fit = engine.fit(model, train, val if len(val.target) else None, run_dir, resume=resume)
+        validation = val if len(val.target) else None
+        if job.training.soup is not None:  # several runs from the same start, weight-averaged (training/soup.py)
+            from shipyard.training.soup import fit_soup
+
+            fit = fit_soup(make_engine, model, train, validation, run_dir, job.training, job.task, resume=resume)
+        else:
+            fit = engine.fit(model, train, validation, run_dir, resume=resume)
         metrics: dict[str, Any] = {}
         predictions: dict[str, Any] = {}
         for name, split in (("validation", val), ("test", test)):
@@ -195,6 +205,8 @@ def run_job(
             "seconds": round(fit.seconds, 2),
             "examples_per_second": round(fit.examples_per_second, 1),
         }
+        if fit.soup is not None:
+            metrics["training"]["soup"] = fit.soup
         atomic_write_json(run_dir / "metrics.json", metrics)
         from shipyard.artifact import save_torch_artifact
 

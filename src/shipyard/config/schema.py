@@ -195,6 +195,26 @@ class EarlyStoppingConfig(Strict):
     restore_best: bool = True
 
 
+class SoupConfig(Strict):
+    """A model soup (Wortsman et al., 2022): fine-tune the same starting weights several times, average the weights.
+
+    Ingredients differ in seed (data order, dropout) and, when ``learning_rates`` is given, in learning rate (taken
+    in turn). ``uniform`` averages all of them; ``greedy`` adds them best-first and keeps one only when the soup's
+    validation score does not drop (it needs a validation split; a small one makes the choice noisy)."""
+
+    ingredients: int = Field(default=3, ge=2, le=32)
+    method: Literal["uniform", "greedy"] = "uniform"
+    learning_rates: list[float] | None = Field(default=None, min_length=1)
+    metric: str | None = None  # greedy: the validation metric (default: early_stopping.metric, else accuracy/loss)
+
+    @field_validator("learning_rates")
+    @classmethod
+    def _positive(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and any(v <= 0 for v in value):
+            raise ValueError("every learning rate must be > 0")
+        return value
+
+
 class TrainingConfig(Strict):
     optimizer: Literal["sgd", "adam", "adamw"] = "adamw"
     learning_rate: float = Field(default=1e-3, gt=0)
@@ -223,6 +243,8 @@ class TrainingConfig(Strict):
     # decay of an exponential moving average of the weights (e.g. 0.999); the average is what gets evaluated,
     # early-stopped on and saved (shipyard.training.ema). None: the last step's weights.
     ema: float | None = Field(default=None, gt=0, lt=1)
+    # several fine-tuning runs from the same start, weight-averaged into one model (shipyard.training.soup)
+    soup: SoupConfig | None = None
     log_every_steps: int = Field(default=50, ge=1)
 
 

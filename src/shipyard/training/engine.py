@@ -75,6 +75,7 @@ class FitResult:
     seconds: float = 0.0
     examples_per_second: float = 0.0
     privacy: dict[str, Any] | None = None  # DP-SGD accounting (training/privacy.py), None without DP
+    soup: dict[str, Any] | None = None  # a model soup's ingredients and choice (training/soup.py)
 
 
 def seed_everything(seed: int) -> None:

@@ -104,6 +104,13 @@ def check_training_config(cfg: Any, dp: DPConfig, world_size: int = 1) -> None:
         )
     if world_size > 1:
         raise ShipyardError("differential privacy is single-process only", where="privacy")
+    if cfg.soup is not None:
+        raise ShipyardError(
+            "a model soup cannot be combined with differential privacy: every ingredient would spend the privacy "
+            "budget again on the same data",
+            where="training.soup",
+            hint="remove training.soup",
+        )
     if cfg.batch_size < 8:
         raise ShipyardError(
             "training.batch_size must be at least 8 with differential privacy (it is the expected Poisson batch)",
