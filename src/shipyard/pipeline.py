@@ -281,7 +281,7 @@ def _write_report(
     from shipyard.evaluation import explain, fairness, text_report  # noqa: F401
     from shipyard.evaluation.model_card import write_model_card
     from shipyard.evaluation.report import write_report
-    from shipyard.training import privacy  # noqa: F401
+    from shipyard.training import privacy, soup  # noqa: F401
 
     extra_sections = list(sections or [])
     for hook in _report_hooks():

@@ -118,6 +118,8 @@ def test_soup_run_resumes_without_retraining_finished_ingredients(tmp_path: Path
     full = run_job(job, base_dir=tmp_path, run_dir=tmp_path / "full", show_progress=False)
     assert full.metrics["training"]["soup"]["chosen"] == [1, 2]
     assert full.metrics["test"]["accuracy"] > 0.8
+    report = (tmp_path / "full" / "report.html").read_text()
+    assert "Model soup" in report and "ingredients 1, 2" in report
     reference = load_file(str(tmp_path / "full" / "model" / "model.safetensors"))
 
     # a run killed while training ingredient 2: ingredient 1 finished, ingredient 2 has a mid-epoch checkpoint

@@ -217,3 +217,43 @@ def _write_combined_log(run_dir: Path, count: int, summary: dict[str, Any]) -> N
         epoch0 += last_epoch
     lines.append(json.dumps(summary))
     atomic_write_text(run_dir / "train_log.jsonl", "".join(line + "\n" for line in lines))
+
+
+def report_hook(*, job: Any, run_dir: Any, metrics: dict[str, Any], prepared: Any, predictions: Any) -> list[Any]:
+    """The report's "Model soup" section: every ingredient's settings and validation score, and the choice."""
+    from html import escape
+
+    from shipyard.evaluation.report import ReportSection, table_html
+
+    info = metrics.get("training", {}).get("soup")
+    if not info:
+        return []
+    key = f"val_{info['metric']}"
+    rows = [
+        {
+            "ingredient": r["ingredient"],
+            "in the soup": "yes" if r["ingredient"] in info["chosen"] else "no",
+            "seed": r["seed"],
+            "learning rate": r["learning_rate"],
+            "epochs (best)": f"{r['epochs']} ({r['best_epoch']})",
+            f"validation {info['metric']}": r.get(key),
+        }
+        for r in info["ingredients"]
+    ]
+    soup_score = metrics.get("validation", {}).get(info["metric"])
+    text = (
+        f"<p>A {escape(info['method'])} soup: the model is the average of the weights of ingredients "
+        f"{escape(', '.join(str(i) for i in info['chosen']))}, each fine-tuned from the same start"
+        + (f"; validation {escape(info['metric'])} of the soup <b>{soup_score:.4f}</b>" if soup_score else "")
+        + ".</p>"
+    )
+    return [ReportSection("Model soup", text + table_html(rows))]
+
+
+def _register() -> None:
+    from shipyard.pipeline import register_report_hook
+
+    register_report_hook(report_hook)
+
+
+_register()
