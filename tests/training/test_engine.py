@@ -199,3 +199,29 @@ def test_ema_weights_are_the_ones_evaluated_and_kept(tmp_path: Path) -> None:
     assert logged["val_accuracy"] == pytest.approx(engine.evaluate(averaged, val)["accuracy"])
     ckpt = torch.load(sorted((tmp_path / "ema" / "checkpoints").glob("ckpt-*.pt"))[-1], weights_only=True)
     assert ckpt["ema"]["updates"] == 2 * 15
+
+
+def test_label_smoothing_shapes_the_training_loss_only() -> None:
+    engine = Engine(config(label_smoothing=0.2), "classification", labels=["0", "1"], show_progress=False)
+    logits = torch.tensor([[2.0, -1.0], [0.5, 1.5]])
+    target = torch.tensor([0, 1])
+    logp = torch.log_softmax(logits, dim=1)
+    smoothed = -(0.9 * logp[[0, 1], [0, 1]] + 0.1 * logp[[0, 1], [1, 0]]).mean()  # 0.2 spread over 2 classes
+    assert torch.allclose(engine.loss(logits, target, training=True), smoothed)
+    assert torch.allclose(engine.loss(logits, target), -logp[[0, 1], [0, 1]].mean())  # evaluation: plain
+
+
+def test_label_smoothing_is_refused_for_regression() -> None:
+    from pydantic import ValidationError
+
+    from shipyard.config.schema import Job
+
+    with pytest.raises(ValidationError, match="classification only"):
+        Job.model_validate(
+            {
+                "task": "regression",
+                "data": {"source": {"format": "sklearn_digits"}},
+                "model": {"type": "linear"},
+                "training": {"label_smoothing": 0.1},
+            }
+        )

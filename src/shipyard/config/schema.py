@@ -243,6 +243,9 @@ class TrainingConfig(Strict):
     # decay of an exponential moving average of the weights (e.g. 0.999); the average is what gets evaluated,
     # early-stopped on and saved (shipyard.training.ema). None: the last step's weights.
     ema: float | None = Field(default=None, gt=0, lt=1)
+    # classification: spread this much of each target's probability over the other classes in the training loss
+    # (validation / test losses stay plain cross-entropy); a known remedy for noisily labelled data
+    label_smoothing: float = Field(default=0.0, ge=0, lt=1)
     # several fine-tuning runs from the same start, weight-averaged into one model (shipyard.training.soup)
     soup: SoupConfig | None = None
     log_every_steps: int = Field(default=50, ge=1)
@@ -304,3 +307,9 @@ class Job(Strict):
     @classmethod
     def _lower(cls, v: Any) -> Any:
         return v.lower() if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _smoothing_needs_classes(self) -> Job:
+        if self.task == "regression" and self.training.label_smoothing:
+            raise ValueError("training.label_smoothing applies to classification only")
+        return self

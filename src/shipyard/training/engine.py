@@ -115,11 +115,12 @@ class Engine:
             torch.set_num_threads(cfg.num_threads)
 
     # ------------------------------------------------------------------ loss and metrics
-    def loss(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def loss(self, outputs: torch.Tensor, target: torch.Tensor, *, training: bool = False) -> torch.Tensor:
         if self.custom_loss is not None:
             return self.custom_loss(outputs, target)
         if self.task == "classification":
-            return F.cross_entropy(outputs.float(), target)
+            smoothing = self.cfg.label_smoothing if training else 0.0
+            return F.cross_entropy(outputs.float(), target, label_smoothing=smoothing)
         scale = self.target_scale[1] if self.target_scale else 1.0
         return F.mse_loss(outputs.float().reshape(-1) / scale, target.float().reshape(-1) / scale)
 
@@ -243,7 +244,7 @@ class Engine:
                             batch["x"] = augment_images(batch["x"], self.augmentation, aug_gen)
                         with self.precision.autocast():
                             outputs = net(**batch)
-                            loss = self.loss(outputs, target)
+                            loss = self.loss(outputs, target, training=True)
                         if not torch.isfinite(loss):
                             raise ShipyardError(
                                 f"the training loss became {loss.item()} at epoch {epoch + 1}, "
