@@ -110,8 +110,9 @@ def fit_soup(
         engine = make_engine(icfg)
         fit = engine.fit(model, train, validation, where, resume=again)
         score = _score(engine, model, validation, metric) if has_validation else None
-        weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        atomic_save_safetensors(where / "weights.safetensors", weights)
+        if engine.ctx.is_main:  # under torchrun every rank holds the same weights; one writes them
+            weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+            atomic_save_safetensors(where / "weights.safetensors", weights)
         result = {
             "ingredient": i,
             "seed": icfg.seed,
@@ -123,7 +124,9 @@ def fit_soup(
             "examples_per_second": round(fit.examples_per_second, 1),
             f"val_{metric}": score,
         }
-        atomic_write_json(done, result)
+        if engine.ctx.is_main:
+            atomic_write_json(done, result)
+        engine.ctx.barrier()
         results.append(result)
         fits.append(fit)
 
@@ -146,7 +149,8 @@ def fit_soup(
         for r in results:
             log.info("ingredient %d: validation %s %.4f", r["ingredient"], metric, r[f"val_{metric}"])
         log.info("soup of %s: validation %s %.4f", summary["chosen"], metric, summary[f"val_{metric}"])
-    _write_combined_log(Path(run_dir), soup.ingredients, summary)
+    if engine.ctx.is_main:
+        _write_combined_log(Path(run_dir), soup.ingredients, summary)
     seconds = sum(r["seconds"] for r in results)
     picked = [results[i]["ingredient"] for i in chosen]
     return FitResult(
