@@ -95,7 +95,6 @@ def fit_soup(
     metric, lower = soup_metric(soup, cfg, task)
     start = {k: v.detach().clone() for k, v in model.state_dict().items()}
     folder = Path(run_dir) / SOUP_DIR
-    fits: list[FitResult] = []
     results: list[dict[str, Any]] = []
     for i, icfg in enumerate(ingredient_configs(cfg), start=1):
         where = folder / f"ingredient-{i}"
@@ -110,9 +109,6 @@ def fit_soup(
         engine = make_engine(icfg)
         fit = engine.fit(model, train, validation, where, resume=again)
         score = _score(engine, model, validation, metric) if has_validation else None
-        if engine.ctx.is_main:  # under torchrun every rank holds the same weights; one writes them
-            weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-            atomic_save_safetensors(where / "weights.safetensors", weights)
         result = {
             "ingredient": i,
             "seed": icfg.seed,
@@ -124,11 +120,12 @@ def fit_soup(
             "examples_per_second": round(fit.examples_per_second, 1),
             f"val_{metric}": score,
         }
-        if engine.ctx.is_main:
-            atomic_write_json(done, result)
+        if engine.ctx.is_main:  # under torchrun every rank holds the same weights; one writes them
+            weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+            atomic_save_safetensors(where / "weights.safetensors", weights)
+            atomic_write_json(done, result)  # last: its presence means the ingredient is finished
         engine.ctx.barrier()
         results.append(result)
-        fits.append(fit)
 
     from safetensors.torch import load_file
 
@@ -160,7 +157,7 @@ def fit_soup(
         best_value=summary.get(f"val_{metric}"),
         stopped_early=False,
         history=[],
-        precision=fits[-1].precision if fits else engine.precision.name,
+        precision=engine.precision.name,
         seconds=seconds,
         examples_per_second=sum(r["examples_per_second"] * r["seconds"] for r in results) / max(seconds, 1e-9),
         soup={"method": soup.method, "metric": metric, "chosen": picked, "ingredients": results},
