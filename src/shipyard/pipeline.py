@@ -110,7 +110,7 @@ def run_job(
     dp_config = privacy.differential_privacy if privacy is not None else None
     if resume:
         if run_dir is None or not any((Path(run_dir) / d).is_dir() for d in ("checkpoints", "soup")):
-            raise ShipyardError("nothing to resume: the folder has no checkpoints/", where=str(run_dir))
+            raise ShipyardError("nothing to resume: the folder has no checkpoints/ (or soup/)", where=str(run_dir))
         run_id, run_dir = Path(run_dir).name, Path(run_dir)
     else:
         run_id, run_dir = resolve_run_dir(job, base_dir, run_dir)

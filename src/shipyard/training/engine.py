@@ -78,6 +78,14 @@ class FitResult:
     soup: dict[str, Any] | None = None  # a model soup's ingredients and choice (training/soup.py)
 
 
+def metric_value(values: dict[str, Any], name: str, *, where: str) -> float:
+    """``values[name]`` as a float; a ShipyardError at ``where`` listing the computed metrics when it is not one."""
+    if name not in values or not isinstance(values[name], int | float):
+        known = sorted(k for k, v in values.items() if isinstance(v, int | float))
+        raise ShipyardError(f"metric `{name}` is not computed; expected one of {', '.join(known)}", where=where)
+    return float(values[name])
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -349,13 +357,7 @@ class Engine:
         es = self.cfg.early_stopping
         if es is None:
             return
-        if es.metric not in val or not isinstance(val[es.metric], int | float):
-            known = sorted(k for k, v in val.items() if isinstance(v, int | float))
-            raise ShipyardError(
-                f"early-stopping metric `{es.metric}` is not computed; expected one of {', '.join(known)}",
-                where="training.early_stopping.metric",
-            )
-        value = float(val[es.metric])
+        value = metric_value(val, es.metric, where="training.early_stopping.metric")
         lower = es.mode == "min" or (es.mode == "auto" and es.metric in LOWER_IS_BETTER)
         better = state.best is None or (
             value < state.best - es.min_delta if lower else value > state.best + es.min_delta

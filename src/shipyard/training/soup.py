@@ -29,7 +29,7 @@ from shipyard.config.schema import SoupConfig, TrainingConfig
 from shipyard.errors import ShipyardError
 from shipyard.io import atomic_save_safetensors, atomic_write_json, atomic_write_text
 from shipyard.training.checkpoint import LATEST
-from shipyard.training.engine import LOWER_IS_BETTER, Engine, FitResult, SplitLike, read_log
+from shipyard.training.engine import LOWER_IS_BETTER, Engine, FitResult, SplitLike, metric_value, read_log
 
 log = logging.getLogger(__name__)
 SOUP_DIR = "soup"
@@ -166,14 +166,7 @@ def fit_soup(
 
 def _score(engine: Engine, model: nn.Module, validation: SplitLike | None, metric: str) -> float:
     assert validation is not None
-    values = engine.evaluate(model, validation)
-    if metric not in values or not isinstance(values[metric], int | float):
-        known = sorted(k for k, v in values.items() if isinstance(v, int | float))
-        raise ShipyardError(
-            f"soup metric `{metric}` is not computed; expected one of {', '.join(known)}",
-            where="training.soup.metric",
-        )
-    return float(values[metric])
+    return metric_value(engine.evaluate(model, validation), metric, where="training.soup.metric")
 
 
 def _greedy(
