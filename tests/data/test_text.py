@@ -49,8 +49,38 @@ def test_cleaning_options_from_config() -> None:
     from shipyard.config.schema import TextCleaning
 
     opts = T.cleaning_options(TextCleaning(lowercase=True, strip_html=True))
-    assert opts == {"nfkc": True, "whitespace": True, "lower": True, "html_tags": True}
+    assert opts == {"nfkc": True, "whitespace": True, "lower": True, "html_tags": True, "detokenize": False}
     assert T.cleaning_options({"nfkc": False})["nfkc"] is False
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("it 's a charming and often affecting journey . ", "it's a charming and often affecting journey."),
+        ("does n't work , ca n't say and wo n't try", "doesn't work, can't say and won't try"),
+        ("-lrb- the film -rrb- is `` great '' !", '(the film) is " great "!'),
+        ("we 're gon na pay $ 5 -LRB- 90 % -RRB-", "we're gonna pay $5 (90%)"),
+        ("rock 'n' roll ; the ' quoted ' word", "rock 'n' roll; the ' quoted ' word"),  # not PTB clitics: kept
+    ],
+)
+def test_detokenize_undoes_penn_treebank_splits(raw: str, expected: str) -> None:
+    assert T.clean_text(raw, detokenize=True) == expected
+    assert T.clean_text(raw) == raw.strip()  # off by default
+
+
+def test_detokenized_negation_matches_the_pretrained_pieces(encoder: T.TextEncoder) -> None:
+    tok = encoder.tokenizer
+    assert tok.tokenize(T.detokenize_ptb("it does n't work")) == tok.tokenize("it doesn't work")
+    assert tok.tokenize("it does n't work") != tok.tokenize("it doesn't work")
+
+
+def test_normalise_text_and_clean_text_agree() -> None:
+    from shipyard.config.schema import TextCleaning
+    from shipyard.data.cleaning import normalise_text
+
+    raw = "<i>Ｉｔ</i> does n't  WORK . "
+    cfg = TextCleaning(strip_html=True, lowercase=True, detokenize=True)
+    assert normalise_text(raw, cfg) == T.clean_text(raw, **T.cleaning_options(cfg)) == "it doesn't work."
 
 
 # ---------------------------------------------------------------------------------------------- model folder

@@ -81,6 +81,8 @@ class TextCleaning(Strict):
     whitespace: bool = True
     lowercase: bool = False
     strip_html: bool = False
+    # undo Penn-Treebank tokenisation (`does n't` -> `doesn't`, `it 's` -> `it's`), as in GLUE / SST data
+    detokenize: bool = False
 
 
 class OutlierClipping(Strict):

@@ -8,35 +8,22 @@ about validation or test rows leaks into them. Cleaning only drops rows (and say
 from __future__ import annotations
 
 import hashlib
-import html
 import logging
-import re
-import unicodedata
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from shipyard.config.schema import CleaningConfig, OutlierClipping, TextCleaning
+from shipyard.data.text import clean_text, cleaning_options
 from shipyard.errors import ShipyardError
 
 log = logging.getLogger(__name__)
 
-_TAG = re.compile(r"<[^>]+>")
-_SPACE = re.compile(r"\s+")
-
 
 def normalise_text(value: str, cfg: TextCleaning) -> str:
     """One string through the configured text steps (the same function serves training and serving)."""
-    if cfg.strip_html:
-        value = html.unescape(_TAG.sub(" ", value))
-    if cfg.nfkc:
-        value = unicodedata.normalize("NFKC", value)
-    if cfg.whitespace:
-        value = _SPACE.sub(" ", value).strip()
-    if cfg.lowercase:
-        value = value.lower()
-    return value
+    return clean_text(value, **cleaning_options(cfg))
 
 
 def row_keys(frame: pd.DataFrame) -> pd.Series:

@@ -66,18 +66,50 @@ def lowercase(text: str) -> str:
     return text.lower()
 
 
+# Penn-Treebank tokenisation, as in GLUE SST-2 and Financial PhraseBank, splits words the way no reader writes
+# them: `does n't`, `it 's`, `-lrb-`, ``` `` ``` for an opening quote. A pretrained tokenizer cuts `does n't` into
+# `does n ' t` but `doesn't` into `doesn ' t`, the pieces the encoder was pretrained on, so undoing the split gives
+# negations the representation the model already has.
+_PTB_BRACKETS = {"lrb": "(", "rrb": ")", "lsb": "[", "rsb": "]", "lcb": "{", "rcb": "}"}
+_PTB_RULES: tuple[tuple[re.Pattern[str], Any], ...] = (
+    (re.compile(r"-(lrb|rrb|lsb|rsb|lcb|rcb)-", re.IGNORECASE), lambda m: _PTB_BRACKETS[m.group(1).lower()]),
+    (re.compile(r"``|''"), '"'),
+    (re.compile(r"(?<=\w) (n't)\b", re.IGNORECASE), r"\1"),
+    (re.compile(r"(?<=\w) ('(?:s|re|ve|ll|d|m))\b", re.IGNORECASE), r"\1"),
+    (re.compile(r"\b(gon|wan) (na)\b", re.IGNORECASE), r"\1\2"),
+    (re.compile(r" ([.,;:!?%)\]}])"), r"\1"),
+    (re.compile(r"([(\[{$]) "), r"\1"),
+)
+
+
+def detokenize_ptb(text: str) -> str:
+    """Undo Penn-Treebank tokenisation: ``does n't`` -> ``doesn't``, ``it 's`` -> ``it's``, ``a , b`` -> ``a, b``,
+    ``-lrb-`` -> ``(``, ``` `` ``` and ``''`` -> ``"``. Expects single spaces (run after `collapse_whitespace`)."""
+    for pattern, repl in _PTB_RULES:
+        text = pattern.sub(repl, text)
+    return text
+
+
 def clean_text(
-    text: str, *, nfkc: bool = True, whitespace: bool = True, lower: bool = False, html_tags: bool = False
+    text: str,
+    *,
+    nfkc: bool = True,
+    whitespace: bool = True,
+    lower: bool = False,
+    html_tags: bool = False,
+    detokenize: bool = False,
 ) -> str:
-    """Apply the chosen cleaning steps in a fixed order: HTML, NFKC, lowercase, whitespace."""
+    """Apply the chosen cleaning steps in a fixed order: HTML, NFKC, whitespace, PTB detokenisation, lowercase."""
     if html_tags:
         text = strip_html(text)
     if nfkc:
         text = normalize_nfkc(text)
-    if lower:
-        text = lowercase(text)
     if whitespace:
         text = collapse_whitespace(text)
+    if detokenize:
+        text = detokenize_ptb(text if whitespace else collapse_whitespace(text))
+    if lower:
+        text = lowercase(text)
     return text
 
 
@@ -89,6 +121,7 @@ def cleaning_options(cfg: Any) -> dict[str, bool]:
         "whitespace": bool(get("whitespace", True)),
         "lower": bool(get("lowercase", False)),
         "html_tags": bool(get("strip_html", False)),
+        "detokenize": bool(get("detokenize", False)),
     }
 
 
