@@ -65,6 +65,8 @@ def _load(config: Path) -> Any:
 
 
 def _print_metrics(result: Any) -> None:
+    if not result.metrics:  # a torchrun rank other than 0: rank 0 prints the run's results
+        return
     test = result.metrics.get("test", {})
     keys = [k for k in ("accuracy", "f1_macro", "log_loss", "roc_auc", "r2", "rmse", "mae") if k in test]
     shown = ", ".join(f"{k}={test[k]:.4f}" for k in keys)

@@ -2,6 +2,9 @@
 
 `run_job` is what `shipyard train` and `Job.run()` call. Bad input surfaces before the run folder is created,
 so a rejected job leaves nothing behind.
+
+Under ``torchrun`` every process runs this function on the same data and trains its shard of each batch
+(training/distributed.py); rank 0 picks the run folder and is the only one to write in it.
 """
 
 from __future__ import annotations
@@ -108,12 +111,15 @@ def run_job(
 
     privacy = parse_privacy(job.privacy)
     dp_config = privacy.differential_privacy if privacy is not None else None
+    from shipyard.training.distributed import DistContext
+
+    ctx = DistContext.create(job.training.device)
     if resume:
         if run_dir is None or not any((Path(run_dir) / d).is_dir() for d in ("checkpoints", "soup")):
             raise ShipyardError("nothing to resume: the folder has no checkpoints/ (or soup/)", where=str(run_dir))
         run_id, run_dir = Path(run_dir).name, Path(run_dir)
     else:
-        run_id, run_dir = resolve_run_dir(job, base_dir, run_dir)
+        run_id, run_dir = ctx.broadcast(resolve_run_dir(job, base_dir, run_dir))  # one time stamp for all ranks
         if run_dir.exists() and any(run_dir.iterdir()):
             raise ShipyardError(
                 "run folder already exists and is not empty",
@@ -149,9 +155,13 @@ def run_job(
             target_scale=target_scale,
             show_progress=show_progress,
             privacy=dp_config,
+            ctx=ctx,
         )
 
     engine = make_engine(job.training)
+    ctx.barrier()  # every rank has checked the folder before rank 0 writes in it
+    if not ctx.is_main:
+        return _train_only(ctx, job, make_engine, engine, model, train, val, run_id, run_dir, resume)
 
     run_dir.mkdir(parents=True, exist_ok=True)
     store = _store_for(run_dir)
@@ -160,6 +170,7 @@ def run_job(
         atomic_write_text(run_dir / "config.yaml", dump_config(job))
         atomic_write_json(run_dir / "data_summary.json", prepared.summary)
         _save_splits(run_dir, prepared)
+    ctx.barrier()
     if not resume or not _known(store, run_id):
         store.start_run(
             run_id,
@@ -173,13 +184,8 @@ def run_job(
         )
     started = time.perf_counter()
     try:
-        validation = val if len(val.target) else None
-        if job.training.soup is not None:  # several runs from the same start, weight-averaged (training/soup.py)
-            from shipyard.training.soup import fit_soup
-
-            fit = fit_soup(make_engine, model, train, validation, run_dir, job.training, job.task, resume=resume)
-        else:
-            fit = engine.fit(model, train, validation, run_dir, resume=resume)
+        fit = _fit(job, make_engine, engine, model, train, val, run_dir, resume)
+        ctx.close()  # the other ranks stop here; evaluation and packaging run once
         metrics: dict[str, Any] = {}
         predictions: dict[str, Any] = {}
         for name, split in (("validation", val), ("test", test)):
@@ -250,6 +256,34 @@ def run_job(
     if optimized is not None:
         result.extras["optimize"] = {k: v for k, v in optimized.items() if k != "section"}
     return result
+
+
+def _fit(job: Job, make_engine: Any, engine: Any, model: Any, train: Any, val: Any, run_dir: Path, resume: bool) -> Any:
+    validation = val if len(val.target) else None
+    if job.training.soup is not None:  # several runs from the same start, weight-averaged (training/soup.py)
+        from shipyard.training.soup import fit_soup
+
+        return fit_soup(make_engine, model, train, validation, run_dir, job.training, job.task, resume=resume)
+    return engine.fit(model, train, validation, run_dir, resume=resume)
+
+
+def _train_only(
+    ctx: Any,
+    job: Job,
+    make_engine: Any,
+    engine: Any,
+    model: Any,
+    train: Any,
+    val: Any,
+    run_id: str,
+    run_dir: Path,
+    resume: bool,
+) -> RunResult:
+    """A rank other than 0 under torchrun: train its shards, then leave the rest of the run to rank 0."""
+    ctx.barrier()  # rank 0 has written the run folder's first files
+    fit = _fit(job, make_engine, engine, model, train, val, run_dir, resume)
+    ctx.close()
+    return RunResult(run_id=run_id, run_dir=run_dir, metrics={}, fit=fit)
 
 
 def _save_splits(run_dir: Path, prepared: Any) -> None:

@@ -1,4 +1,5 @@
-"""Trains a small model with the engine on synthetic data; run as a subprocess by the kill-and-resume test."""
+"""Trains a small model with the engine on synthetic data; run as a subprocess (or under torchrun) by the
+kill-and-resume tests."""
 
 from __future__ import annotations
 
@@ -43,14 +44,14 @@ def config(**overrides: object) -> TrainingConfig:
     return TrainingConfig.model_validate(base)
 
 
-def train(run_dir: Path, resume: bool, slow: float = 0.0) -> None:
+def train(run_dir: Path, resume: bool, slow: float = 0.0, rows: int = 600) -> None:
     import time
 
     import torch
 
     from shipyard.training.engine import seed_everything
 
-    train_split, val_split = make_data()
+    train_split, val_split = make_data(rows)
     seed_everything(3)
     spec = InputSpec(kind="tabular", n_features=10, n_outputs=2)
     model = build_model("mlp", {"hidden": [32, 16], "dropout": 0.2, "batch_norm": True}, spec)
@@ -65,10 +66,14 @@ def train(run_dir: Path, resume: bool, slow: float = 0.0) -> None:
     # with a weight average: resume must also continue the average exactly
     engine = Engine(config(ema=0.9), "classification", labels=["0", "1"], show_progress=False)
     engine.fit(model, train_split, val_split, run_dir, resume=resume)
+    if not engine.ctx.is_main:  # under torchrun rank 0 writes the result
+        return
     from safetensors.torch import save_file
 
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(run_dir / "final.safetensors"))
 
 
 if __name__ == "__main__":
-    train(Path(sys.argv[1]), resume=sys.argv[2] == "resume", slow=float(sys.argv[3]) if len(sys.argv) > 3 else 0.0)
+    slow = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
+    rows = int(sys.argv[4]) if len(sys.argv) > 4 else 600
+    train(Path(sys.argv[1]), resume=sys.argv[2] == "resume", slow=slow, rows=rows)

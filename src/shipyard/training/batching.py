@@ -21,7 +21,7 @@ def _generator(seed: int, epoch: int) -> torch.Generator:
 
 
 def epoch_batches(
-    n: int, batch_size: int, seed: int, epoch: int, lengths: np.ndarray | None = None
+    n: int, batch_size: int, seed: int, epoch: int, lengths: np.ndarray | None = None, min_rows: int = 2
 ) -> list[torch.Tensor]:
     gen = _generator(seed, epoch)
     order = torch.randperm(n, generator=gen)
@@ -36,8 +36,9 @@ def epoch_batches(
             batches.extend(part.split(batch_size))
         perm = torch.randperm(len(batches), generator=gen)
         batches = [batches[i] for i in perm]
-    # a lone example in the last batch breaks batch norm and gives a noisy step: fold it into its neighbour
-    if len(batches) > 1 and len(batches[-1]) == 1:
+    # a lone example in the last batch (under torchrun: in a rank's share of it) breaks batch norm and gives a
+    # noisy step: fold a last batch below ``min_rows`` into its neighbour
+    if len(batches) > 1 and len(batches[-1]) < min_rows:
         batches[-2] = torch.cat([batches[-2], batches[-1]])
         batches.pop()
     return batches

@@ -3,6 +3,10 @@
 Single-process by default. When launched by ``torchrun`` (WORLD_SIZE > 1) it joins the process group (gloo on
 CPU, NCCL on CUDA), gives each rank its slice of every batch order, wraps the model in DDP and averages metrics
 across ranks. The engine calls only this module's methods, so it never branches on distributed-or-not.
+
+Every rank reads and prepares the same data and trains on its shard of each global batch (``batch_size`` stays
+the global batch, so a run on N processes follows the same path as one process). Rank 0 alone writes files.
+After training the pipeline calls `close`: the group is left and rank 0 evaluates, packages and reports alone.
 """
 
 from __future__ import annotations
@@ -10,12 +14,18 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
 log = logging.getLogger(__name__)
+
+# set by `DistContext.close`: training is over and rank 0 finishes the run alone, so contexts made afterwards
+# (by evaluation or compression) must not try to join the group again
+_GROUP_CLOSED = False
+T = TypeVar("T")
 
 
 def pick_device(requested: str = "auto") -> torch.device:
@@ -39,12 +49,16 @@ class DistContext:
     def create(cls, requested_device: str = "auto") -> DistContext:
         device = pick_device(requested_device)
         world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world > 1 and _GROUP_CLOSED:
+            return cls(device=device)
         if world > 1 and not dist.is_initialized():
             backend = "nccl" if device.type == "cuda" else "gloo"
             dist.init_process_group(backend=backend)
             if device.type == "cuda":
                 torch.cuda.set_device(device)
             log.info("joined process group: rank %d of %d (%s)", dist.get_rank(), world, backend)
+            if dist.get_rank() != 0:  # one copy of the progress messages is enough
+                logging.getLogger("shipyard").setLevel(logging.ERROR)
         rank = dist.get_rank() if dist.is_initialized() else 0
         return cls(rank=rank, world_size=world, device=device)
 
@@ -75,3 +89,27 @@ class DistContext:
     def barrier(self) -> None:
         if self.world_size > 1:
             dist.barrier()
+
+    def broadcast(self, value: T) -> T:
+        """Rank 0's ``value`` (any picklable object) on every rank."""
+        if self.world_size == 1:
+            return value
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def gather(self, value: T) -> list[T]:
+        """Every rank's ``value`` (any picklable object), in rank order, on every rank."""
+        if self.world_size == 1:
+            return [value]
+        out: list[T] = [value] * self.world_size
+        dist.all_gather_object(out, value)
+        return out
+
+    def close(self) -> None:
+        """Wait for every rank, then leave the process group; whatever follows runs in one process."""
+        global _GROUP_CLOSED
+        if self.world_size > 1 and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+            _GROUP_CLOSED = True

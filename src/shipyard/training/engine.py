@@ -196,7 +196,7 @@ class Engine:
                     )
                 ema.load_state_dict(payload["ema"])
             state = TrainState(**payload["state"])
-            restore_rng(payload["rng"], aug_gen)
+            restore_rng(self._rank_rng(payload), aug_gen)
             _truncate_log(run_dir / "train_log.jsonl", state.log_lines)
             log.info("resumed at epoch %d, step %d", state.epoch, state.global_step)
         train_t = batching.to_tensors(train.inputs)
@@ -204,6 +204,8 @@ class Engine:
         logger = _JsonlLog(run_dir / "train_log.jsonl", state, enabled=self.ctx.is_main)
 
         def checkpoint() -> None:
+            # every rank's random streams: under torchrun the ranks draw for different rows
+            rngs = self.ctx.gather(capture_rng(aug_gen))
             if self.ctx.is_main:
                 payload = {
                     "model": model.state_dict(),
@@ -211,8 +213,10 @@ class Engine:
                     "scheduler": scheduler.state_dict(),
                     "scaler": scaler.state_dict(),
                     "state": state.as_dict(),
-                    "rng": capture_rng(aug_gen),
+                    "rng": rngs[0],
                 }
+                if len(rngs) > 1:
+                    payload["rng_by_rank"] = rngs
                 if ema is not None:
                     payload["ema"] = ema.state_dict()
                 save_checkpoint(ckpt_dir, payload, cfg.keep_checkpoints)
@@ -225,7 +229,9 @@ class Engine:
         with progress:
             while state.epoch < cfg.epochs and not state.stopped_early:
                 epoch = state.epoch
-                batches = batching.epoch_batches(n, cfg.batch_size, cfg.seed, epoch, lengths)
+                batches = batching.epoch_batches(
+                    n, cfg.batch_size, cfg.seed, epoch, lengths, min_rows=2 * self.ctx.world_size
+                )
                 if dp is not None:  # DP: Poisson-sampled batches, a pure function of (seed, epoch)
                     batches = dp.epoch_batches(epoch)
                 epoch_groups = [
@@ -244,6 +250,11 @@ class Engine:
                             dp.empty_batch()
                             continue
                         idx = self.ctx.shard(micro)
+                        # each rank's loss is a mean over its shard and DDP averages gradients over ranks: weigh
+                        # the shard by its size so that the step is the mean over the whole micro-batch
+                        weight = len(idx) * self.ctx.world_size / sum(len(m) for m in group)
+                        if len(idx) == 0:  # fewer rows than ranks: join the gradient all-reduce with nothing
+                            idx, weight = micro[:1], 0.0
                         batch = batching.collate(train_t, idx, self.device)
                         target = train_y[idx].to(self.device)
                         if self.augmentation is not None and "x" in batch:
@@ -260,7 +271,7 @@ class Engine:
                                 where="training",
                                 hint="lower training.learning_rate, set training.clip_grad_norm, or check inputs",
                             )
-                        scaler.scale(loss * (len(micro) / sum(len(m) for m in group))).backward()
+                        scaler.scale(loss * weight).backward()
                         group_loss += loss.item() * len(micro)
                         group_examples += len(micro)
                         if "attention_mask" in batch:
@@ -350,6 +361,18 @@ class Engine:
             examples_per_second=(state.examples_seen - seen_at_start) / max(seconds, 1e-9),
             privacy=privacy_report,
         )
+
+    def _rank_rng(self, payload: dict[str, Any]) -> dict[str, Any]:
+        saved = payload.get("rng_by_rank") or [payload["rng"]]
+        if len(saved) != self.ctx.world_size:
+            log.warning(
+                "the checkpoint was written by %d process(es) and is resumed by %d: every rank restarts from rank "
+                "0's random state, so the run goes on but will not match an uninterrupted one bit for bit",
+                len(saved),
+                self.ctx.world_size,
+            )
+            return saved[0]
+        return saved[self.ctx.rank]
 
     def _early_stopping(
         self, val: dict[str, Any], state: TrainState, model: nn.Module, run_dir: Path, epoch: int

@@ -1,0 +1,145 @@
+"""Data-parallel training under torchrun (gloo on CPU): the same model as one process, and exact resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from shipyard.training.distributed import DistContext
+
+SCRIPT = Path(__file__).parent / "_train_script.py"
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+
+# 307 training rows in batches of 10 end with a batch of 7, split 3 / 2 / 2 over 3 ranks: the test covers the
+# weighting of uneven shards, not only the even case
+JOB = """task: classification
+data:
+  source: {{path: "{d}/train.csv"}}
+  validation_source: {{path: "{d}/valid.csv"}}
+  test_source: {{path: "{d}/test.csv"}}
+  target: y
+  split: {{method: random, validation: 0.0, test: 0.0}}
+model: {{type: mlp, hidden: [16], dropout: 0.0, batch_norm: false}}
+training:
+  batch_size: 10
+  gradient_accumulation: 2
+  epochs: 3
+  learning_rate: 0.01
+  checkpoint_every_steps: 7
+  early_stopping: {{metric: accuracy, patience: 3}}
+  seed: 0
+  num_threads: 1
+"""
+
+
+def torchrun(nproc: int, *args: str, wait: bool = True) -> subprocess.CompletedProcess | subprocess.Popen:
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--standalone", *args]
+    if not wait:
+        return subprocess.Popen(
+            cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
+    return subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
+
+
+def write_data(folder: Path) -> Path:
+    rng = np.random.default_rng(0)
+    for name, n in (("train", 307), ("valid", 60), ("test", 60)):
+        x = rng.normal(size=(n, 4))
+        frame = pd.DataFrame(x, columns=["a", "b", "c", "d"])
+        frame["y"] = np.where(x[:, 0] + x[:, 1] * x[:, 2] > 0, "yes", "no")
+        frame.to_csv(folder / f"{name}.csv", index=False)
+    job = folder / "job.yaml"
+    job.write_text(JOB.format(d=folder))
+    return job
+
+
+def test_shards_cover_every_row_once() -> None:
+    batch = torch.arange(11)
+    shards = [DistContext(rank=r, world_size=3).shard(batch) for r in range(3)]
+    assert sorted(torch.cat(shards).tolist()) == list(range(11))
+    assert [len(s) for s in shards] == [4, 4, 3]
+    assert len(DistContext(rank=2, world_size=3).shard(torch.arange(2))) == 0  # handled by the engine
+
+
+def test_last_batch_keeps_two_rows_per_rank() -> None:
+    from shipyard.training.batching import epoch_batches
+
+    assert [len(b) for b in epoch_batches(25, 10, seed=0, epoch=0)] == [10, 10, 5]
+    assert [len(b) for b in epoch_batches(25, 10, seed=0, epoch=0, min_rows=6)] == [10, 15]  # 3 ranks
+    assert [len(b) for b in epoch_batches(21, 10, seed=0, epoch=0)] == [10, 11]
+
+
+def test_three_processes_train_the_model_one_process_trains(tmp_path: Path) -> None:
+    job = write_data(tmp_path)
+    ddp, single = tmp_path / "runs" / "ddp", tmp_path / "runs" / "single"
+    done = torchrun(3, "-m", "shipyard.cli", "train", str(job), "--run-dir", str(ddp), "--quiet")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("test: accuracy=") == 1  # rank 0 reports, the others stay quiet
+    one = subprocess.run(
+        [sys.executable, "-m", "shipyard.cli", "train", str(job), "--run-dir", str(single), "--quiet"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert one.returncode == 0, one.stderr[-3000:]
+
+    # the gradient of each global batch is the same, so the weights are, up to the order of float sums
+    a, b = load_file(str(ddp / "model" / "model.safetensors")), load_file(str(single / "model" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-5)
+    m_ddp, m_one = (json.loads((d / "metrics.json").read_text()) for d in (ddp, single))
+    assert m_ddp["test"]["accuracy"] == m_one["test"]["accuracy"] > 0.7
+    assert m_ddp["training"]["steps"] == m_one["training"]["steps"] == 3 * 16  # 31 batches -> 16 groups of 2
+    for name in ("config.yaml", "report.html", "train_log.jsonl", "checkpoints/best.safetensors"):
+        assert (ddp / name).is_file(), name
+    epochs = [json.loads(line) for line in (ddp / "train_log.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in epochs if e["event"] == "epoch"] == [1, 2, 3]  # one writer, no duplicate lines
+    with sqlite3.connect(tmp_path / "runs" / "shipyard.db") as db:
+        rows = db.execute("SELECT run_id, status FROM runs").fetchall()
+    assert sorted(rows) == [("ddp", "finished"), ("single", "finished")]
+
+
+def test_torchrun_kill_mid_epoch_then_resume_is_bit_identical(tmp_path: Path) -> None:
+    # 607 rows -> 485 training rows: each epoch ends with a batch of 5, split 3 / 2 (uneven shards)
+    rows = "607"
+    full = tmp_path / "full"
+    done = torchrun(2, str(SCRIPT), str(full), "fresh", "0", rows)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    killed = tmp_path / "killed"
+    proc = torchrun(2, str(SCRIPT), str(killed), "fresh", "0.02", rows, wait=False)
+    pointer = killed / "checkpoints" / "latest.json"
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline:
+            if pointer.is_file():
+                state = json.loads(pointer.read_text())["state"]
+                if state["epoch"] >= 1 and state["group"] > 0:  # mid-way through the second epoch
+                    break
+            time.sleep(0.01)
+        else:
+            pytest.fail("no mid-epoch checkpoint appeared")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both ranks at once
+        proc.wait()
+    assert not (killed / "final.safetensors").exists()
+    resumed = torchrun(2, str(SCRIPT), str(killed), "resume", "0", rows)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    a, b = load_file(str(full / "final.safetensors")), load_file(str(killed / "final.safetensors"))
+    for key in a:  # dropout draws per rank are restored per rank
+        assert torch.equal(a[key], b[key]), key
