@@ -143,7 +143,7 @@ def run_job(
     if dp_config is not None:  # DP-SGD: refuse BatchNorm etc. before the run folder exists
         from shipyard.training.privacy import check_model, check_training_config
 
-        check_training_config(job.training, dp_config)
+        check_training_config(job.training, dp_config, ctx.world_size)
         check_model(model, job.model.type)
 
     def make_engine(cfg: TrainingConfig) -> Engine:

@@ -21,6 +21,9 @@ def test_bad_privacy_config_is_a_clear_error() -> None:
     assert "privacy.differential_privacy.target_epsilon" in text and "accountant" in text
     with pytest.raises(ShipyardError, match="target_delta"):
         parse_privacy({"differential_privacy": {"target_epsilon": 1, "target_detla": 1e-5}})
+    with pytest.raises(ShipyardError) as one:
+        parse_privacy({"differential_privacy": {}})
+    assert str(one.value).count("privacy.differential_privacy.target_epsilon") == 1  # named once, not twice
 
 
 def test_dp_run_records_epsilon_within_target(dp_run: Any) -> None:

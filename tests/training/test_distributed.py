@@ -143,3 +143,34 @@ def test_torchrun_kill_mid_epoch_then_resume_is_bit_identical(tmp_path: Path) ->
     a, b = load_file(str(full / "final.safetensors")), load_file(str(killed / "final.safetensors"))
     for key in a:  # dropout draws per rank are restored per rank
         assert torch.equal(a[key], b[key]), key
+
+
+def test_soup_under_torchrun_matches_one_process(tmp_path: Path) -> None:
+    job = write_data(tmp_path)
+    text = job.read_text().replace("epochs: 3", "epochs: 1") + "  soup: {ingredients: 2}\n"
+    job.write_text(text)
+    ddp, single = tmp_path / "runs" / "ddp", tmp_path / "runs" / "single"
+    done = torchrun(2, "-m", "shipyard.cli", "train", str(job), "--run-dir", str(ddp), "--quiet")
+    assert done.returncode == 0, done.stderr[-3000:]
+    one = subprocess.run(
+        [sys.executable, "-m", "shipyard.cli", "train", str(job), "--run-dir", str(single), "--quiet"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert one.returncode == 0, one.stderr[-3000:]
+    a, b = load_file(str(ddp / "model" / "model.safetensors")), load_file(str(single / "model" / "model.safetensors"))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-5)
+    assert sorted(p.name for p in (ddp / "soup").iterdir()) == ["ingredient-1", "ingredient-2"]
+
+
+def test_differential_privacy_under_torchrun_is_refused_before_any_file(tmp_path: Path) -> None:
+    job = write_data(tmp_path)
+    text = job.read_text().replace("gradient_accumulation: 2", "gradient_accumulation: 1")
+    job.write_text(text + "privacy: {differential_privacy: {target_epsilon: 8.0}}\n")
+    done = torchrun(2, "-m", "shipyard.cli", "train", str(job), "--run-dir", str(tmp_path / "runs" / "dp"), "--quiet")
+    assert done.returncode != 0
+    assert "differential privacy is single-process only" in done.stdout + done.stderr
+    assert not (tmp_path / "runs" / "dp").exists()

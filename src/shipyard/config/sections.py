@@ -24,4 +24,6 @@ def validate_section(model: type[M], raw: dict[str, Any] | None, *, where: str, 
             loc = ".".join(str(p) for p in err["loc"])
             problems.append(f"{where}.{loc}: {err['msg']}" if loc else f"{where}: {err['msg']}")
         first = ".".join(str(p) for p in exc.errors()[0]["loc"])
-        raise ShipyardError("; ".join(problems), where=f"{where}.{first}" if first else where, hint=hint) from None
+        # one problem: `where` already names the field, so the message is only what is wrong with it
+        message = exc.errors()[0]["msg"] if len(problems) == 1 else "; ".join(problems)
+        raise ShipyardError(message, where=f"{where}.{first}" if first else where, hint=hint) from None
