@@ -160,8 +160,11 @@ def run_job(
 
     engine = make_engine(job.training)
     ctx.barrier()  # every rank has checked the folder before rank 0 writes in it
-    if not ctx.is_main:
-        return _train_only(ctx, job, make_engine, engine, model, train, val, run_id, run_dir, resume)
+    if not ctx.is_main:  # torchrun: train this rank's shards and leave the rest of the run to rank 0
+        ctx.barrier()  # rank 0 has written the run folder's first files
+        fit = _fit(job, make_engine, engine, model, train, val, run_dir, resume)
+        ctx.close()
+        return RunResult(run_id=run_id, run_dir=run_dir, metrics={}, fit=fit)
 
     run_dir.mkdir(parents=True, exist_ok=True)
     store = _store_for(run_dir)
@@ -265,25 +268,6 @@ def _fit(job: Job, make_engine: Any, engine: Any, model: Any, train: Any, val: A
 
         return fit_soup(make_engine, model, train, validation, run_dir, job.training, job.task, resume=resume)
     return engine.fit(model, train, validation, run_dir, resume=resume)
-
-
-def _train_only(
-    ctx: Any,
-    job: Job,
-    make_engine: Any,
-    engine: Any,
-    model: Any,
-    train: Any,
-    val: Any,
-    run_id: str,
-    run_dir: Path,
-    resume: bool,
-) -> RunResult:
-    """A rank other than 0 under torchrun: train its shards, then leave the rest of the run to rank 0."""
-    ctx.barrier()  # rank 0 has written the run folder's first files
-    fit = _fit(job, make_engine, engine, model, train, val, run_dir, resume)
-    ctx.close()
-    return RunResult(run_id=run_id, run_dir=run_dir, metrics={}, fit=fit)
 
 
 def _save_splits(run_dir: Path, prepared: Any) -> None:

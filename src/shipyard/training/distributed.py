@@ -21,11 +21,11 @@ import torch.distributed as dist
 from torch import nn
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # set by `DistContext.close`: training is over and rank 0 finishes the run alone, so contexts made afterwards
 # (by evaluation or compression) must not try to join the group again
 _GROUP_CLOSED = False
-T = TypeVar("T")
 
 
 def pick_device(requested: str = "auto") -> torch.device:

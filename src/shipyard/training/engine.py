@@ -197,7 +197,8 @@ class Engine:
                 ema.load_state_dict(payload["ema"])
             state = TrainState(**payload["state"])
             restore_rng(self._rank_rng(payload), aug_gen)
-            _truncate_log(run_dir / "train_log.jsonl", state.log_lines)
+            if self.ctx.is_main:
+                _truncate_log(run_dir / "train_log.jsonl", state.log_lines)
             log.info("resumed at epoch %d, step %d", state.epoch, state.global_step)
         train_t = batching.to_tensors(train.inputs)
         train_y = batching._tensor(np.asarray(train.target))
