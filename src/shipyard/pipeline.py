@@ -113,7 +113,7 @@ def run_job(
     dp_config = privacy.differential_privacy if privacy is not None else None
     from shipyard.training.distributed import DistContext
 
-    ctx = DistContext.create(job.training.device)
+    ctx = DistContext.create(job.training.device, new_job=True)
     if resume:
         if run_dir is None or not any((Path(run_dir) / d).is_dir() for d in ("checkpoints", "soup")):
             raise ShipyardError("nothing to resume: the folder has no checkpoints/ (or soup/)", where=str(run_dir))

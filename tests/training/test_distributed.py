@@ -174,3 +174,25 @@ def test_differential_privacy_under_torchrun_is_refused_before_any_file(tmp_path
     assert done.returncode != 0
     assert "differential privacy is single-process only" in done.stdout + done.stderr
     assert not (tmp_path / "runs" / "dp").exists()
+
+
+def test_a_second_job_in_one_torchrun_launch_is_refused(tmp_path: Path) -> None:
+    job = write_data(tmp_path)
+    job.write_text(job.read_text().replace("epochs: 3", "epochs: 1"))
+    script = tmp_path / "two_jobs.py"
+    script.write_text(
+        "import sys\n"
+        "import shipyard\n"
+        "from shipyard.errors import ShipyardError\n"
+        "job = shipyard.Job.from_yaml(sys.argv[1])\n"
+        "job.run(run_dir=sys.argv[2] + '/first')\n"
+        "try:\n"
+        "    job.run(run_dir=sys.argv[2] + '/second')\n"
+        "except ShipyardError as exc:\n"
+        "    print('refused:', exc)\n"
+    )
+    done = torchrun(2, str(script), str(job), str(tmp_path / "runs"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("refused:") == 2 and "one job per torchrun launch" in done.stdout
+    assert (tmp_path / "runs" / "first" / "metrics.json").is_file()
+    assert not (tmp_path / "runs" / "second").exists()

@@ -46,10 +46,19 @@ class DistContext:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     @classmethod
-    def create(cls, requested_device: str = "auto") -> DistContext:
+    def create(cls, requested_device: str = "auto", *, new_job: bool = False) -> DistContext:
+        """The context of this process; ``new_job`` marks the start of a training job (`run_job`)."""
         device = pick_device(requested_device)
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world > 1 and _GROUP_CLOSED:
+            if new_job:
+                from shipyard.errors import ShipyardError
+
+                raise ShipyardError(
+                    "this torchrun launch has already trained a job, and its processes have left their group",
+                    where="torchrun",
+                    hint="train one job per torchrun launch",
+                )
             return cls(device=device)
         if world > 1 and not dist.is_initialized():
             backend = "nccl" if device.type == "cuda" else "gloo"
