@@ -11,10 +11,11 @@ After training the pipeline calls `close`: the group is left and rank 0 evaluate
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -86,6 +87,12 @@ class DistContext:
             return model
         ids = [self.device.index] if self.device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+    def accumulating(self, net: nn.Module, *, last: bool) -> contextlib.AbstractContextManager[Any]:
+        """Around a micro-batch's forward and backward: DDP exchanges gradients only on the group's last one."""
+        if self.world_size == 1 or last or not hasattr(net, "no_sync"):
+            return contextlib.nullcontext()
+        return net.no_sync()
 
     def mean(self, value: float, weight: float = 1.0) -> float:
         """Weighted mean of a scalar over ranks."""

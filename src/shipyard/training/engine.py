@@ -246,7 +246,7 @@ class Engine:
                     group = epoch_groups[gi]
                     tick = time.perf_counter()
                     group_loss, group_examples, group_tokens = 0.0, 0, 0
-                    for micro in group:
+                    for mi, micro in enumerate(group):
                         if dp is not None and len(micro) == 0:  # DP: an empty Poisson batch, noise-only step
                             dp.empty_batch()
                             continue
@@ -262,17 +262,19 @@ class Engine:
                             from shipyard.data.augment import augment_images
 
                             batch["x"] = augment_images(batch["x"], self.augmentation, aug_gen)
-                        with self.precision.autocast():
-                            outputs = net(**batch)
-                            loss = self.loss(outputs, target, training=True)
-                        if not torch.isfinite(loss):
-                            raise ShipyardError(
-                                f"the training loss became {loss.item()} at epoch {epoch + 1}, "
-                                f"step {state.global_step + 1}",
-                                where="training",
-                                hint="lower training.learning_rate, set training.clip_grad_norm, or check inputs",
-                            )
-                        scaler.scale(loss * weight).backward()
+                        # under torchrun the gradients are exchanged once per optimiser step, not per micro-batch
+                        with self.ctx.accumulating(net, last=mi == len(group) - 1):
+                            with self.precision.autocast():
+                                outputs = net(**batch)
+                                loss = self.loss(outputs, target, training=True)
+                            if not torch.isfinite(loss):
+                                raise ShipyardError(
+                                    f"the training loss became {loss.item()} at epoch {epoch + 1}, "
+                                    f"step {state.global_step + 1}",
+                                    where="training",
+                                    hint="lower training.learning_rate, set training.clip_grad_norm, or check inputs",
+                                )
+                            scaler.scale(loss * weight).backward()
                         group_loss += loss.item() * len(micro)
                         group_examples += len(micro)
                         if "attention_mask" in batch:
