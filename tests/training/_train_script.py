@@ -3,7 +3,10 @@ kill-and-resume tests."""
 
 from __future__ import annotations
 
+import json
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +45,22 @@ def config(**overrides: object) -> TrainingConfig:
     )
     base.update(overrides)
     return TrainingConfig.model_validate(base)
+
+
+def kill_mid_second_epoch(run_dir: Path, kill: Callable[[], None], timeout: float = 120.0) -> None:
+    """Wait until ``run_dir`` holds a checkpoint from inside the second epoch, then ``kill`` (also on failure)."""
+    pointer = run_dir / "checkpoints" / "latest.json"
+    deadline = time.time() + timeout
+    try:
+        while time.time() < deadline:
+            if pointer.is_file():
+                state = json.loads(pointer.read_text())["state"]
+                if state["epoch"] >= 1 and state["group"] > 0:
+                    return
+            time.sleep(0.01)
+        raise AssertionError("no mid-epoch checkpoint appeared")
+    finally:
+        kill()
 
 
 def train(run_dir: Path, resume: bool, slow: float = 0.0, rows: int = 600) -> None:

@@ -8,16 +8,17 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 import torch
 from safetensors.torch import load_file
 
 from shipyard.training.distributed import DistContext
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _train_script import kill_mid_second_epoch
 
 SCRIPT = Path(__file__).parent / "_train_script.py"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
@@ -65,6 +66,27 @@ def write_data(folder: Path) -> Path:
     return job
 
 
+def train_both(job: Path, nproc: int, runs: Path) -> tuple[Path, Path, str]:
+    """The job trained by ``nproc`` torchrun processes and by one process; their folders and torchrun's stdout."""
+    ddp, single = runs / "ddp", runs / "single"
+    done = torchrun(nproc, "-m", "shipyard.cli", "train", str(job), "--run-dir", str(ddp), "--quiet")
+    assert done.returncode == 0, done.stderr[-3000:]
+    one = subprocess.run(
+        [sys.executable, "-m", "shipyard.cli", "train", str(job), "--run-dir", str(single), "--quiet"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert one.returncode == 0, one.stderr[-3000:]
+    # the gradient of each global batch is the same, so the weights are, up to the order of float sums
+    a, b = load_file(str(ddp / "model" / "model.safetensors")), load_file(str(single / "model" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-5)
+    return ddp, single, done.stdout
+
+
 def test_shards_cover_every_row_once() -> None:
     batch = torch.arange(11)
     shards = [DistContext(rank=r, world_size=3).shard(batch) for r in range(3)]
@@ -82,25 +104,8 @@ def test_last_batch_keeps_two_rows_per_rank() -> None:
 
 
 def test_three_processes_train_the_model_one_process_trains(tmp_path: Path) -> None:
-    job = write_data(tmp_path)
-    ddp, single = tmp_path / "runs" / "ddp", tmp_path / "runs" / "single"
-    done = torchrun(3, "-m", "shipyard.cli", "train", str(job), "--run-dir", str(ddp), "--quiet")
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.count("test: accuracy=") == 1  # rank 0 reports, the others stay quiet
-    one = subprocess.run(
-        [sys.executable, "-m", "shipyard.cli", "train", str(job), "--run-dir", str(single), "--quiet"],
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert one.returncode == 0, one.stderr[-3000:]
-
-    # the gradient of each global batch is the same, so the weights are, up to the order of float sums
-    a, b = load_file(str(ddp / "model" / "model.safetensors")), load_file(str(single / "model" / "model.safetensors"))
-    assert a.keys() == b.keys()
-    for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-5)
+    ddp, single, stdout = train_both(write_data(tmp_path), 3, tmp_path / "runs")
+    assert stdout.count("test: accuracy=") == 1  # rank 0 reports, the others stay quiet
     m_ddp, m_one = (json.loads((d / "metrics.json").read_text()) for d in (ddp, single))
     assert m_ddp["test"]["accuracy"] == m_one["test"]["accuracy"] > 0.7
     assert m_ddp["training"]["steps"] == m_one["training"]["steps"] == 3 * 16  # 31 batches -> 16 groups of 2
@@ -122,20 +127,8 @@ def test_torchrun_kill_mid_epoch_then_resume_is_bit_identical(tmp_path: Path) ->
 
     killed = tmp_path / "killed"
     proc = torchrun(2, str(SCRIPT), str(killed), "fresh", "0.02", rows, wait=False)
-    pointer = killed / "checkpoints" / "latest.json"
-    deadline = time.time() + 120
-    try:
-        while time.time() < deadline:
-            if pointer.is_file():
-                state = json.loads(pointer.read_text())["state"]
-                if state["epoch"] >= 1 and state["group"] > 0:  # mid-way through the second epoch
-                    break
-            time.sleep(0.01)
-        else:
-            pytest.fail("no mid-epoch checkpoint appeared")
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both ranks at once
-        proc.wait()
+    # torchrun and both ranks at once
+    kill_mid_second_epoch(killed, lambda: (os.killpg(proc.pid, signal.SIGKILL), proc.wait()))
     assert not (killed / "final.safetensors").exists()
     resumed = torchrun(2, str(SCRIPT), str(killed), "resume", "0", rows)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -149,20 +142,7 @@ def test_soup_under_torchrun_matches_one_process(tmp_path: Path) -> None:
     job = write_data(tmp_path)
     text = job.read_text().replace("epochs: 3", "epochs: 1") + "  soup: {ingredients: 2}\n"
     job.write_text(text)
-    ddp, single = tmp_path / "runs" / "ddp", tmp_path / "runs" / "single"
-    done = torchrun(2, "-m", "shipyard.cli", "train", str(job), "--run-dir", str(ddp), "--quiet")
-    assert done.returncode == 0, done.stderr[-3000:]
-    one = subprocess.run(
-        [sys.executable, "-m", "shipyard.cli", "train", str(job), "--run-dir", str(single), "--quiet"],
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert one.returncode == 0, one.stderr[-3000:]
-    a, b = load_file(str(ddp / "model" / "model.safetensors")), load_file(str(single / "model" / "model.safetensors"))
-    for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-5)
+    ddp, _, _ = train_both(job, 2, tmp_path / "runs")
     assert sorted(p.name for p in (ddp / "soup").iterdir()) == ["ingredient-1", "ingredient-2"]
 
 

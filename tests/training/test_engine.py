@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ from shipyard.models.registry import InputSpec, build_model
 from shipyard.training.engine import Engine, read_log
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _train_script import Split, config, make_data
+from _train_script import Split, config, kill_mid_second_epoch, make_data
 
 SCRIPT = Path(__file__).parent / "_train_script.py"
 
@@ -115,20 +114,7 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path: Path) -> None:
 
     killed = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, str(SCRIPT), str(killed), "fresh", "0.01"], env=env)
-    pointer = killed / "checkpoints" / "latest.json"
-    deadline = time.time() + 120
-    try:
-        while time.time() < deadline:
-            if pointer.is_file():
-                state = json.loads(pointer.read_text())["state"]
-                if state["epoch"] >= 1 and state["group"] > 0:  # mid-way through the second epoch
-                    break
-            time.sleep(0.01)
-        else:
-            pytest.fail("no mid-epoch checkpoint appeared")
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    kill_mid_second_epoch(killed, lambda: (proc.send_signal(signal.SIGKILL), proc.wait()))
     assert not (killed / "final.safetensors").exists()
     subprocess.run([sys.executable, str(SCRIPT), str(killed), "resume"], check=True, env=env, timeout=300)
 
