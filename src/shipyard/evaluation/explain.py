@@ -167,6 +167,7 @@ def image_saliency(model: nn.Module, x: np.ndarray, task: str = "classification"
     model.eval()
     xt = torch.as_tensor(np.asarray(x, dtype=np.float32))
     target = _predicted(model, xt, task)
+    xt.requires_grad_(True)  # what Saliency differentiates against (it would set this itself, with a warning)
     sal = Saliency(_forward(model)).attribute(xt, target=target, abs=True).detach().numpy()
     return sal.max(axis=1), target.numpy()
 
