@@ -1,11 +1,12 @@
 """The one place that knows about devices and processes.
 
 Single-process by default. When launched by ``torchrun`` (WORLD_SIZE > 1) it joins the process group (gloo on
-CPU, NCCL on CUDA), gives each rank its slice of every batch order, wraps the model in DDP and averages metrics
-across ranks. The engine calls only this module's methods, so it never branches on distributed-or-not.
+CPU, NCCL on CUDA), gives each rank its slice of every batch order and wraps the model in DDP. The engine calls
+only this module's methods, so it never branches on distributed-or-not.
 
 Every rank reads and prepares the same data and trains on its shard of each global batch (``batch_size`` stays
-the global batch, so a run on N processes follows the same path as one process). Rank 0 alone writes files.
+the global batch, so a run on N processes follows the same path as one process). Every rank evaluates the whole
+validation split, so early stopping decides alike everywhere. Rank 0 alone writes files.
 After training the pipeline calls `close`: the group is left and rank 0 evaluates, packages and reports alone.
 """
 
@@ -93,14 +94,6 @@ class DistContext:
         if self.world_size == 1 or last or not hasattr(net, "no_sync"):
             return contextlib.nullcontext()
         return net.no_sync()
-
-    def mean(self, value: float, weight: float = 1.0) -> float:
-        """Weighted mean of a scalar over ranks."""
-        if self.world_size == 1:
-            return value
-        t = torch.tensor([value * weight, weight], dtype=torch.float64, device=self.device)
-        dist.all_reduce(t)
-        return float(t[0] / t[1])
 
     def barrier(self) -> None:
         if self.world_size > 1:

@@ -426,7 +426,7 @@ class Engine:
         with torch.inference_mode():
             loss = float(self.loss(torch.from_numpy(outputs), batching._tensor(np.asarray(split.target))))
         metrics = self.metrics(split.target, outputs)
-        metrics["loss"] = self.ctx.mean(loss, len(split.target))
+        metrics["loss"] = loss  # under torchrun every rank scores the whole split: nothing to reduce
         return metrics
 
 
