@@ -1,93 +1,127 @@
-"""Erasure requests: ``shipyard data forget RUN --where "user_id == 123"``.
+"""Erasure requests, the row-level part: ``shipyard data forget RUN --where "user_id == 123"``.
 
-:func:`forget` evaluates a pandas ``query`` expression over the run's stored splits
-(``run_dir/splits/{train,validation,test}.parquet``), removes the matching rows from each file (every split is
-checked before any file changes; each file is rewritten to a temporary file and renamed, so a reader never sees
-a half-written split), marks the run ``needs_retraining`` in the run store (the model may still carry what it
-learnt from those rows) and appends an entry to the audit log with the counts per split and the column names the
-expression used — never the expression's values or the removed rows.
+:func:`forget` parses the ``--where`` expression with the safe language of :mod:`shipyard.data.where` (never
+evaluated as code), removes the matching rows from the run's stored splits
+(``run_dir/splits/{train,validation,test}.parquet``; every split is checked before any file changes; each file
+is rewritten to a temporary file and renamed, so a reader never sees a half-written split), scrubs the category
+vocabulary of every stored preprocessor (``model/`` and ``optimized/*/``): a level that only forgotten training
+rows had is replaced by an opaque placeholder (``__erased_1__``) so the model's input indices stay valid, marks
+those model folders' ``shipyard.json`` (``"erasure"``: the weights are still derived from the forgotten rows
+until retrained), marks the run ``needs_retraining`` in the run store and appends an entry to the audit log with
+the counts per split and the column names the expression used — never the expression's values or the rows.
 
 The stored splits hold the features, the target, ``evaluation.sensitive_features`` and ``data.id_column`` (a
-record id that is never a model input, kept so that a person's rows can be found). Expressions are pandas
-``DataFrame.query`` syntax over those columns (``age > 90 and sex == 'Female'``,
-``user_id in [1, 2]``, backticks for odd names). References to Python variables (``@x``) are refused. A bad
-expression (syntax, unknown column, non-boolean result) is a ShipyardError naming ``--where``; an unknown column
-is named together with the columns the splits do have.
+record id that is never a model input, kept so that a person's rows can be found).
+
+The summaries, metrics, report and model card are regenerated from the remaining rows one layer up
+(``shipyard.erasure.forget_run``, what the CLI calls): this module only touches row-level stores.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import re
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from pandas.errors import UndefinedVariableError
 
+from shipyard.data.preprocess import JSON_NAME, MISSING, OTHER
+from shipyard.data.types import _to_text
+from shipyard.data.where import parse_where
 from shipyard.errors import ShipyardError
+from shipyard.io import atomic_write_json
 
 log = logging.getLogger(__name__)
 
-__all__ = ["forget"]
+__all__ = ["ERASED_PREFIX", "forget", "model_folders"]
 
 SPLITS = ("train", "validation", "test")
+ERASED_PREFIX = "__erased_"
 
 
-def _mask(frame: pd.DataFrame, where: str, split: str) -> pd.Series:
-    try:
-        result = frame.eval(where, engine="python")
-    except UndefinedVariableError as exc:
-        # the usual cause: matching on an id that was not a model input, so it was never stored
-        found = re.search(r"name '([^']+)' is not defined", str(exc))
-        name = found.group(1) if found else str(exc)
-        if name.startswith("BACKTICK_QUOTED_STRING_"):  # pandas' mangled form of a `quoted name`
-            quoted = [q for q in re.findall(r"`([^`]+)`", where) if q not in frame.columns]
-            name = quoted[0] if quoted else name
-        available = ", ".join(str(c) for c in frame.columns)
-        raise ShipyardError(
-            f"unknown column {name!r} in the expression: the stored {split} split has the columns {available}",
-            where="--where",
-            hint="a column that is not a model feature is stored only when the job names it in data.id_column "
-            "(or evaluation.sensitive_features); set data.id_column and retrain to match on it",
-        ) from None
-    except Exception as exc:  # pandas raises SyntaxError, TypeError, ValueError ...
-        message = str(exc).split("\n")[0][:200]
-        raise ShipyardError(
-            f"cannot evaluate the expression on the {split} split: {type(exc).__name__}: {message}",
-            where="--where",
-            hint=f"use pandas query syntax over the columns: {[str(c) for c in frame.columns][:20]}",
-        ) from None
-    if not isinstance(result, pd.Series) or result.dtype != bool or len(result) != len(frame):
-        raise ShipyardError(
-            "the expression must give one true/false value per row (a comparison such as `user_id == 123`)",
-            where="--where",
-        )
-    return result
-
-
-def _columns_used(where: str, columns: list[str]) -> list[str]:
-    found = []
-    for col in columns:
-        if re.search(r"(?<![\w`])" + re.escape(col) + r"(?![\w`])", where) or f"`{col}`" in where:
-            found.append(col)
+def model_folders(run_dir: Path) -> list[Path]:
+    """Every model folder in the run that holds a preprocessor: ``model/`` and ``optimized/<method>/``."""
+    found = [p.parent for p in sorted(run_dir.glob(f"model/{JSON_NAME}"))]
+    found += [p.parent for p in sorted(run_dir.glob(f"optimized/*/{JSON_NAME}"))]
     return found
 
 
+def _levels(frame: pd.DataFrame, column: str) -> set[str]:
+    if column not in frame.columns:
+        return set()
+    return set(frame[column].dropna().map(_to_text))
+
+
+def _scrub_vocabulary(folder: Path, removed: pd.DataFrame, kept: pd.DataFrame) -> int:
+    """Replace category levels only removed training rows had by placeholders; returns how many were replaced."""
+    path = folder / JSON_NAME
+    state = json.loads(path.read_text(encoding="utf-8"))
+    replaced = 0
+    for column, info in (state.get("categories") or {}).items():
+        gone = _levels(removed, column) - _levels(kept, column) - {OTHER, MISSING}
+        gone = {g for g in gone if not g.startswith(ERASED_PREFIX)}
+        if not gone:
+            continue
+        used = sum(1 for level in info["levels"] if str(level).startswith(ERASED_PREFIX))
+        rename: dict[str, str] = {}
+        for level in info["levels"]:
+            if level in gone:
+                used += 1
+                rename[level] = f"{ERASED_PREFIX}{used}__"
+        # the list keeps its order and length: the model's one-hot / ordinal indices do not move
+        info["levels"] = [rename.get(level, level) for level in info["levels"]]
+        info["seen"] = sorted({rename.get(s, s) for s in info.get("seen", []) if s not in gone or s in rename})
+        if info.get("fill") in gone:
+            info["fill"] = rename.get(info["fill"], f"{ERASED_PREFIX}fill__")
+        names = state.get("feature_names") or []
+        state["feature_names"] = [
+            f"{column}={rename[n.split('=', 1)[1]]}"
+            if n.startswith(f"{column}=") and n.split("=", 1)[1] in rename
+            else n
+            for n in names
+        ]
+        replaced += len(gone)
+    if replaced:
+        atomic_write_json(path, state)
+    return replaced
+
+
+def _mark_model(folder: Path, rows_removed: int, levels_replaced: int) -> None:
+    path = folder / "shipyard.json"
+    if not path.is_file():
+        return
+    meta = json.loads(path.read_text(encoding="utf-8"))
+    previous = meta.get("erasure") or {}
+    meta["erasure"] = {
+        "needs_retraining": True,
+        "requests": int(previous.get("requests", 0)) + 1,
+        "rows_removed": int(previous.get("rows_removed", 0)) + rows_removed,
+        "vocabulary_levels_replaced": int(previous.get("vocabulary_levels_replaced", 0)) + levels_replaced,
+        "note": "rows were erased from this model's training data; the weights still carry what was learnt from "
+        "them until the model is retrained",
+    }
+    atomic_write_json(path, meta)
+
+
 def forget(run_dir: str | Path, where: str, *, actor: str = "shipyard-cli") -> dict[str, Any]:
-    """Remove the rows matching ``where`` from the run's stored splits; returns counts (never values)."""
+    """Remove the rows matching ``where`` from the run's stored row-level files; returns counts (never values)."""
     run_dir = Path(run_dir)
-    if not isinstance(where, str) or not where.strip():
-        raise ShipyardError("give a non-empty --where expression", where="--where")
-    if "@" in where:
-        raise ShipyardError("the expression may not reference Python variables (`@name`)", where="--where")
+    expression = parse_where(where)
     folder = run_dir / "splits"
     paths = {name: folder / f"{name}.parquet" for name in SPLITS if (folder / f"{name}.parquet").is_file()}
     if not paths:
         raise ShipyardError("the run has no stored splits (run_dir/splits/*.parquet) to erase from", where=str(run_dir))
     frames = {name: pd.read_parquet(path) for name, path in paths.items()}
-    masks = {name: _mask(frame, where, name) for name, frame in frames.items()}  # all checked before any write
+    # all checked before any write
+    masks = {name: expression.mask(frame, where=f"the stored {name} split") for name, frame in frames.items()}
     removed = {name: int(mask.sum()) for name, mask in masks.items()}
+    total = sum(removed.values())
+    levels_replaced = 0
+    if removed.get("train"):
+        train, mask = frames["train"], masks["train"].to_numpy()
+        for model in model_folders(run_dir):
+            levels_replaced = max(levels_replaced, _scrub_vocabulary(model, train.loc[mask], train.loc[~mask]))
     for name, mask in masks.items():
         if not removed[name]:
             continue
@@ -95,8 +129,9 @@ def forget(run_dir: str | Path, where: str, *, actor: str = "shipyard-cli") -> d
         tmp = paths[name].with_suffix(".parquet.tmp")
         kept.to_parquet(tmp, index=False)
         tmp.replace(paths[name])
-    total = sum(removed.values())
-    columns = sorted({c for f in frames.values() for c in _columns_used(where, [str(x) for x in f.columns])})
+    if total:
+        for model in model_folders(run_dir):
+            _mark_model(model, total, levels_replaced)
 
     from shipyard.store.audit import AuditLog
     from shipyard.store.runs import RunStore
@@ -111,7 +146,13 @@ def forget(run_dir: str | Path, where: str, *, actor: str = "shipyard-cli") -> d
             marked = True
         except ShipyardError as exc:
             log.warning("run %s is not in the run store (%s); not marked", run_dir.name, exc)
-    details = {"rows_removed": total, "by_split": removed, "columns": columns, "marked_needs_retraining": marked}
+    details = {
+        "rows_removed": total,
+        "by_split": removed,
+        "columns": expression.columns,
+        "vocabulary_levels_replaced": levels_replaced,
+        "marked_needs_retraining": marked,
+    }
     entry = AuditLog.for_root(root).record("data.forget", actor, run_dir.name, details)
     log.info("forget on %s: %d row(s) removed %s", run_dir.name, total, removed)
     return {**details, "audit_entry": entry}
