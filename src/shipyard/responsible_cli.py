@@ -60,10 +60,17 @@ def explain_command(
 @_errors
 def forget_command(
     run: Annotated[Path, typer.Argument(help="Run folder.")],
-    where: Annotated[str, typer.Option("--where", help='pandas query, e.g. "user_id == 123".')] = ...,  # type: ignore[assignment]
+    where: Annotated[
+        str, typer.Option("--where", help='Rows to erase, e.g. "user_id == 123" or "user_id in [1, 2]".')
+    ] = ...,  # type: ignore[assignment]
     actor: Annotated[str, typer.Option(help="Who asked (recorded in the audit log).")] = "shipyard-cli",
 ) -> None:
-    """Erase rows matching WHERE from the run's stored splits, flag the run for retraining, audit-log it."""
-    from shipyard.data.forget import forget
+    """Erase rows matching WHERE from the run's stored data, regenerate its summaries, report and model card from
+    the remaining rows, flag the model for retraining, audit-log it.
 
-    _print_json(forget(run, where, actor=actor))
+    WHERE is a small language: columns compared with literals (== != < <= > >= in, not in, is None), joined by
+    and / or / not; `backticks` quote odd column names. It is parsed, never run as code.
+    """
+    from shipyard.erasure import forget_run
+
+    _print_json(forget_run(run, where, actor=actor))

@@ -4,11 +4,12 @@
 evaluated as code), removes the matching rows from the run's stored splits
 (``run_dir/splits/{train,validation,test}.parquet``; every split is checked before any file changes; each file
 is rewritten to a temporary file and renamed, so a reader never sees a half-written split), scrubs the category
-vocabulary of every stored preprocessor (``model/`` and ``optimized/*/``): a level that only forgotten training
-rows had is replaced by an opaque placeholder (``__erased_1__``) so the model's input indices stay valid, marks
-those model folders' ``shipyard.json`` (``"erasure"``: the weights are still derived from the forgotten rows
-until retrained), marks the run ``needs_retraining`` in the run store and appends an entry to the audit log with
-the counts per split and the column names the expression used — never the expression's values or the rows.
+vocabulary of every stored preprocessor (``model/`` and ``optimized/*/``): a level that only forgotten rows had
+(no remaining stored row has it) is replaced by an opaque placeholder (``__erased_1__``) so the model's input
+indices stay valid, marks those model folders' ``shipyard.json`` (``"erasure"``: the weights are still derived
+from the forgotten rows until retrained), marks the run ``needs_retraining`` in the run store and appends an entry
+to the audit log with the counts per split and the column names the expression used — never the expression's
+values or the rows.
 
 The stored splits hold the features, the target, ``evaluation.sensitive_features`` and ``data.id_column`` (a
 record id that is never a model input, kept so that a person's rows can be found).
@@ -54,13 +55,14 @@ def _levels(frame: pd.DataFrame, column: str) -> set[str]:
 
 
 def _scrub_vocabulary(folder: Path, removed: pd.DataFrame, kept: pd.DataFrame) -> int:
-    """Replace category levels only removed training rows had by placeholders; returns how many were replaced."""
+    """Replace category levels only removed rows had by placeholders; returns how many were replaced."""
     path = folder / JSON_NAME
     state = json.loads(path.read_text(encoding="utf-8"))
     replaced = 0
     for column, info in (state.get("categories") or {}).items():
         gone = _levels(removed, column) - _levels(kept, column) - {OTHER, MISSING}
-        gone = {g for g in gone if not g.startswith(ERASED_PREFIX)}
+        known = set(info["levels"]) | set(info.get("seen", [])) | {info.get("fill")}
+        gone = {g for g in gone if g in known and not g.startswith(ERASED_PREFIX)}
         if not gone:
             continue
         used = sum(1 for level in info["levels"] if str(level).startswith(ERASED_PREFIX))
@@ -81,7 +83,7 @@ def _scrub_vocabulary(folder: Path, removed: pd.DataFrame, kept: pd.DataFrame) -
             else n
             for n in names
         ]
-        replaced += len(gone)
+        replaced += len(rename) + len(gone - set(rename))  # renamed levels + rare ones dropped from `seen`
     if replaced:
         atomic_write_json(path, state)
     return replaced
@@ -118,10 +120,12 @@ def forget(run_dir: str | Path, where: str, *, actor: str = "shipyard-cli") -> d
     removed = {name: int(mask.sum()) for name, mask in masks.items()}
     total = sum(removed.values())
     levels_replaced = 0
-    if removed.get("train"):
-        train, mask = frames["train"], masks["train"].to_numpy()
+    if total:
+        # a level is scrubbed when forgotten rows had it and no remaining stored row (in any split) has it
+        gone = pd.concat([f.loc[masks[n].to_numpy()] for n, f in frames.items()], ignore_index=True)
+        kept_rows = pd.concat([f.loc[~masks[n].to_numpy()] for n, f in frames.items()], ignore_index=True)
         for model in model_folders(run_dir):
-            levels_replaced = max(levels_replaced, _scrub_vocabulary(model, train.loc[mask], train.loc[~mask]))
+            levels_replaced = max(levels_replaced, _scrub_vocabulary(model, gone, kept_rows))
     for name, mask in masks.items():
         if not removed[name]:
             continue

@@ -67,6 +67,31 @@ def app_from_env() -> Any:
     return create_app(models, key_store_path=Path(store) if store else None, **cfg)
 
 
+def _check_retraining(name: str, path: Path, model_dir: Path, meta: dict[str, Any], strict: bool) -> None:
+    """A model flagged ``needs_retraining`` (rows erased from its training data) is served only with a loud
+    warning, or refused under ``--strict``: its weights still carry what it learnt from the erased rows."""
+    reasons = []
+    if (meta.get("erasure") or {}).get("needs_retraining"):
+        reasons.append(f"{meta['erasure'].get('rows_removed', '?')} row(s) erased from its data (shipyard.json)")
+    run_dir = next((p for p in (path, model_dir.parent) if (p / "config.yaml").is_file()), None)
+    if run_dir is not None and (run_dir.parent / "shipyard.db").is_file():
+        from shipyard.store.runs import RunStore
+
+        try:
+            flag = RunStore.for_root(run_dir.parent).get(run_dir.name).flags.get("needs_retraining")
+        except ShipyardError:
+            flag = None
+        if flag:
+            reasons.append("flagged needs_retraining in the run store")
+    if not reasons:
+        return
+    message = f"model {name!r} ({path}) needs retraining: " + "; ".join(reasons)
+    if strict:
+        raise ShipyardError(message, where=str(path), hint="retrain it, or serve without --strict")
+    log.warning("%s; it still carries what it learnt from the erased rows", message)
+    err_console.print(f"[bold red]WARNING[/]: {message}; it still carries what it learnt from the erased rows")
+
+
 @_errors
 def serve_command(
     paths: Annotated[list[str], typer.Argument(help="Run or model folders to serve, as PATH or NAME=PATH.")],
@@ -86,6 +111,9 @@ def serve_command(
     access_log: Annotated[
         bool, typer.Option(help="Log one line per request (key name, status, latency, body hash; never inputs).")
     ] = True,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Refuse to serve a model flagged needs_retraining (after an erasure).")
+    ] = False,
 ) -> None:
     """Serve models over HTTP (REST, JSON): /v1/models, /v1/models/NAME/predict, /healthz, /readyz, /metrics."""
     import uvicorn
@@ -93,8 +121,9 @@ def serve_command(
     models = parse_model_args(paths)
     from shipyard.serve.models import read_spec
 
-    for path in models.values():
-        read_spec(path)  # a wrong path fails here, before anything starts
+    for name, path in models.items():
+        spec = read_spec(path)  # a wrong path fails here, before anything starts
+        _check_retraining(name, Path(path), spec.path, spec.meta, strict)
     logging.getLogger("shipyard.serve.access").setLevel(logging.INFO if access_log else logging.WARNING)
     if not no_auth:
         from shipyard.store.keys import KeyStore

@@ -165,6 +165,20 @@ class RunStore:
                 raise ShipyardError(f"no run {run_id!r} to finish", where="run_id", hint="call start_run first")
         logger.info("run %s %s after %.1f s", run_id, status, duration_s)
 
+    def replace_metrics(self, run_id: str, metrics: dict[str, Any]) -> None:
+        """Overwrite a run's recorded metrics (after an erasure request recomputed them on the remaining rows).
+
+        ``secure_delete`` zeroes the freed pages and the WAL is checkpointed, so the old figures do not linger in
+        the database file."""
+        metrics_text = dumps(metrics or {}, field="metrics")
+        with self.db.transaction() as conn:
+            conn.execute("PRAGMA secure_delete = ON")
+            row = self._resolve(conn, run_id)
+            conn.execute("UPDATE runs SET metrics = ? WHERE run_id = ?", (metrics_text, row["run_id"]))
+        with self.db.connect() as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        logger.info("run %s: metrics replaced", run_id)
+
     def mark(self, run_id: str, key: str, value: Any) -> RunRecord:
         """Set a flag on a run (e.g. ``needs_retraining``); ``value=None`` removes it. Accepts an id prefix."""
         if not isinstance(key, str) or not key.strip():
