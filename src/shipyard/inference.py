@@ -64,6 +64,8 @@ def predict_file(run: Path, input_file: Path, output_file: Path | None) -> int:
     columns: dict[str, Any] = {}
     if artifact.task == "classification":
         columns["label"] = list(pred["label"])
+        if "abstained" in pred:  # out-of-scope rejection: the label above is then the configured one
+            columns["abstained"] = pred["abstained"]
         for i, name in enumerate(artifact.labels or []):
             columns[f"p_{name}"] = pred["probabilities"][:, i]
     else:

@@ -182,3 +182,71 @@ def test_a_column_mixing_numbers_and_text_is_reported(caplog: pytest.LogCaptureF
     assert types["age"] == "categorical"
     text = " ".join(r.getMessage() for r in caplog.records)
     assert "'age' mixes numbers (60% of values)" in text and "'unknown'" in text
+
+
+# ------------------------------------------------------------------------------------------- abstention
+def _intent_frame(rng: np.random.Generator, per_class: int, oos: int) -> pd.DataFrame:
+    """Four in-scope "intents" as separated clusters; out-of-scope queries sit between them, near the origin."""
+    centers = {"balance": (3, 3), "transfer": (-3, 3), "card": (3, -3), "loan": (-3, -3)}
+    rows = [
+        {"a": cx + rng.normal(0, 0.6), "b": cy + rng.normal(0, 0.6), "label": name}
+        for name, (cx, cy) in centers.items()
+        for _ in range(per_class)
+    ]
+    rows += [{"a": rng.normal(0, 0.4), "b": rng.normal(0, 0.4), "label": "oos"} for _ in range(oos)]
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def abstain_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    folder = tmp_path_factory.mktemp("oos")
+    rng = np.random.default_rng(3)
+    paths = {}
+    for name, per_class, oos in (("train", 100, 3), ("val", 20, 20), ("test", 20, 40)):
+        paths[name] = folder / f"{name}.csv"
+        _intent_frame(rng, per_class, oos).to_csv(paths[name], index=False)
+    job = Job(
+        task="classification",
+        data={
+            "source": {"path": str(paths["train"])},
+            "validation_source": {"path": str(paths["val"])},
+            "test_source": {"path": str(paths["test"])},
+        },
+        model={"type": "mlp", "hidden": [16]},
+        training={"epochs": 6, "batch_size": 32, "learning_rate": 0.01, "device": "cpu"},
+        evaluation={"abstain": {"target_precision": 0.95}},
+    )
+    return {"folder": folder, "test": paths["test"], "result": job.run(run_dir=folder / "run")}
+
+
+def test_out_of_scope_queries_are_rejected_below_a_threshold_calibrated_on_validation(
+    abstain_run: dict[str, Any],
+) -> None:
+    result = abstain_run["result"]
+    abstain = result.metrics["abstain"]
+    assert 0 < abstain["threshold"] < 1 and abstain["label"] == "oos" and not abstain["fixed"]
+    test = abstain["test"]
+    # without rejection the rarely seen out-of-scope class is (almost) never predicted
+    plain_recall = result.metrics["test"]["per_class"]["oos"]["recall"]
+    assert plain_recall < 0.3
+    assert test["out_of_scope"]["rows"] == 40 and test["out_of_scope"]["recall"] >= 0.8
+    assert test["out_of_scope"]["precision"] >= 0.8
+    assert test["accuracy_on_kept"] >= 0.95 and 0.4 < test["coverage"] < 0.9
+    meta = json.loads((result.run_dir / "model" / "shipyard.json").read_text())
+    assert meta["abstain"] == {"threshold": abstain["threshold"], "label": "oos"}
+    assert "Out-of-scope rejection" in result.report.read_text()
+
+
+def test_predict_answers_the_out_of_scope_label_with_abstained(abstain_run: dict[str, Any]) -> None:
+    from shipyard.artifact import Artifact
+    from shipyard.inference import predict_file
+
+    out_file = abstain_run["folder"] / "pred.csv"
+    predict_file(abstain_run["result"].run_dir, abstain_run["test"], out_file)
+    out = pd.read_csv(out_file)
+    truth = pd.read_csv(abstain_run["test"])["label"]
+    assert out["abstained"].dtype == bool and (out.loc[out["abstained"], "label"] == "oos").all()
+    assert out.loc[truth == "oos", "abstained"].mean() >= 0.8
+    records = Artifact.load(abstain_run["result"].run_dir).predict_records([{"a": 0.0, "b": 0.0}, {"a": 3, "b": 3}])
+    assert records[0]["abstained"] is True and records[0]["label"] == "oos"
+    assert records[1] == {**records[1], "abstained": False, "label": "balance"}
