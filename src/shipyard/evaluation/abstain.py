@@ -57,7 +57,7 @@ def abstain_metrics(
     if oos is not None:
         kept &= predicted != oos  # predicting the explicit out-of-scope class is a rejection as well
     out: dict[str, Any] = {
-        "rows": int(len(y)),
+        "rows": len(y),
         "coverage": float(kept.mean()) if len(y) else 0.0,
         "accuracy_on_kept": float((predicted[kept] == y[kept]).mean()) if kept.any() else None,
         "abstained": int((~kept).sum()),
@@ -106,9 +106,9 @@ def report_section(result: dict[str, Any]) -> ReportSection:
                 {"out-of-scope rows": oos["rows"], "oos precision": oos["precision"], "oos recall": oos["recall"]}
             )
         rows.append(row)
+    how = "fixed" if result["fixed"] else f"calibrated on validation for precision {result['target_precision']}"
     intro = (
-        f"<p>Predictions whose top probability is below <b>{result['threshold']:.4f}</b> "
-        f"({'fixed' if result['fixed'] else 'calibrated on validation for precision ' + str(result['target_precision'])})"
+        f"<p>Predictions whose top probability is below <b>{result['threshold']:.4f}</b> ({how})"
         f" are answered <code>{html.escape(result['label'])}</code> with <code>abstained: true</code>.</p>"
     )
     return ReportSection("Out-of-scope rejection", intro + table_html(rows))
