@@ -186,7 +186,14 @@ class Artifact:
             proba = torch.softmax(logits, dim=-1).numpy()
             idx = proba.argmax(axis=1)
             labels = self.labels or [str(i) for i in range(proba.shape[1])]
-            return {"label": [labels[i] for i in idx], "index": idx, "probabilities": proba, "outputs": outputs}
+            named = [labels[i] for i in idx]
+            out = {"label": named, "index": idx, "probabilities": proba, "outputs": outputs}
+            abstain = self.meta.get("abstain")  # out-of-scope rejection (evaluation/abstain.py)
+            if abstain:
+                rejected = proba.max(axis=1) < float(abstain["threshold"])
+                out["label"] = [str(abstain["label"]) if r else n for n, r in zip(named, rejected, strict=True)]
+                out["abstained"] = rejected
+            return out
         values = outputs.reshape(len(outputs), -1)[:, 0]
         return {"value": values, "outputs": outputs}
 
@@ -205,6 +212,8 @@ class Artifact:
                         },
                     }
                 )
+                if "abstained" in pred:
+                    out[-1]["abstained"] = bool(pred["abstained"][i])
             else:
                 out.append({"value": float(pred["value"][i])})
         return out

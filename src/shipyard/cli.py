@@ -56,6 +56,8 @@ def main_options(
         force=True,
     )
     logging.getLogger("shipyard").setLevel(logging.DEBUG if debug else (logging.INFO if verbose else logging.WARNING))
+    # off a terminal the progress bar becomes INFO lines (training/progress.py): shown like the bar would be
+    logging.getLogger("shipyard.training.progress").setLevel(logging.DEBUG if debug else logging.INFO)
 
 
 def _load(config: Path) -> Any:
@@ -162,8 +164,10 @@ def predict(
     api_key: Annotated[str | None, typer.Option(envvar="SHIPYARD_API_KEY", help="Bearer key (with --url).")] = None,
 ) -> None:
     """Predict with a saved model (or a running server) and write one row per input row."""
-    from shipyard.inference import predict_file, predict_remote
+    from shipyard.inference import default_output_for, predict_file, predict_remote
 
+    if output is None:  # never compute predictions only to drop them: write them next to the input
+        output = default_output_for(input)
     if url:
         if not model:
             raise ShipyardError("--model is required with --url", where="--model")
@@ -172,7 +176,7 @@ def predict(
         if run is None:
             raise ShipyardError("give a run or model folder, or --url", where="RUN")
         rows = predict_file(run, input, output)
-    console.print(f"{rows} predictions" + (f" written to {output}" if output else ""))
+    console.print(f"{rows} predictions written to {output}")
 
 
 @app.command()
@@ -235,9 +239,13 @@ def runs_list(
     limit: Annotated[int, typer.Option()] = 50,
 ) -> None:
     """List recorded runs, newest first."""
-    from shipyard.store.runs import RunStore, runs_table
+    from shipyard.store.runs import RunStore, runs_plain, runs_table
 
-    console.print(runs_table(RunStore.for_root(root).list_runs(limit=limit)))
+    records = RunStore.for_root(root).list_runs(limit=limit)
+    if console.is_terminal:
+        console.print(runs_table(records))
+    else:  # a pipe or a file: whole fields, tab-separated, never wrapped to the 80-column default
+        typer.echo(runs_plain(records))
 
 
 @runs_app.command("show")

@@ -60,16 +60,26 @@ def predict_file(run: Path, input_file: Path, output_file: Path | None) -> int:
     frame = read_rows(input_file, _run_dir_of(artifact.path))
     frame = frame.drop(columns=[artifact.meta.get("target")], errors="ignore")
     pred = artifact.predict_frame(frame)
-    out = pd.DataFrame(index=range(len(frame)))
+    # built in one go: inserting 150 probability columns one by one fragments the frame (PerformanceWarning)
+    columns: dict[str, Any] = {}
     if artifact.task == "classification":
-        out["label"] = pred["label"]
+        columns["label"] = list(pred["label"])
+        if "abstained" in pred:  # out-of-scope rejection: the label above is then the configured one
+            columns["abstained"] = pred["abstained"]
         for i, name in enumerate(artifact.labels or []):
-            out[f"p_{name}"] = pred["probabilities"][:, i]
+            columns[f"p_{name}"] = pred["probabilities"][:, i]
     else:
-        out["value"] = pred["value"]
+        columns["value"] = pred["value"]
+    out = pd.DataFrame(columns, index=range(len(frame)))
     if output_file is not None:
         write_table(out, Path(output_file))
     return len(out)
+
+
+def default_output_for(input_file: Path) -> Path:
+    """Where `predict` writes when no --output is given: ``<input stem>.predictions.csv`` beside the input."""
+    input_file = Path(input_file)
+    return input_file.with_name(f"{input_file.stem}.predictions.csv")
 
 
 def write_table(frame: pd.DataFrame, path: Path) -> None:

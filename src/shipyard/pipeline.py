@@ -197,6 +197,9 @@ def run_job(
             outputs = engine.predict(model, split.inputs)
             metrics[name] = compute_metrics(job.task, split.target, outputs, prepared.labels)
             predictions[name] = outputs
+        abstain = _abstain(job, prepared.labels, val, test, predictions)  # out-of-scope rejection (#12)
+        if abstain is not None:
+            metrics["abstain"] = abstain
         if fit.privacy is not None:  # DP-SGD accounting: epsilon / delta spent (training/privacy.py)
             metrics["privacy"] = fit.privacy
         if job.evaluation.sensitive_features:  # group fairness + post-processing (evaluation/fairness.py)
@@ -232,9 +235,14 @@ def run_job(
             labels=prepared.labels,
             target_scale=target_scale,
             metrics={k: v for k, v in metrics.items() if k in ("validation", "test")},
-            extra={"run_id": run_id, "config_hash": chash},
+            extra={"run_id": run_id, "config_hash": chash}
+            | ({"abstain": {k: abstain[k] for k in ("threshold", "label")}} if abstain else {}),
         )
         sections = []
+        if abstain is not None:
+            from shipyard.evaluation.abstain import report_section
+
+            sections.append(report_section(abstain))
         optimized: dict[str, Any] | None = None
         if job.optimize:  # compression runs on the finished artifact; its table becomes a report section
             from shipyard.optimize import optimize_run
@@ -268,6 +276,27 @@ def _fit(job: Job, make_engine: Any, engine: Any, model: Any, train: Any, val: A
 
         return fit_soup(make_engine, model, train, validation, run_dir, job.training, job.task, resume=resume)
     return engine.fit(model, train, validation, run_dir, resume=resume)
+
+
+def _abstain(job: Job, labels: Any, val: Any, test: Any, predictions: dict[str, Any]) -> dict[str, Any] | None:
+    """Calibrate the rejection threshold on validation and score it on both splits (evaluation/abstain.py)."""
+    cfg = job.evaluation.abstain
+    if cfg is None:
+        return None
+    from shipyard.evaluation.abstain import abstain_metrics, calibrate
+
+    validation = (val.target, predictions["validation"]) if "validation" in predictions else None
+    threshold = calibrate(cfg, labels, validation)
+    result: dict[str, Any] = {
+        "threshold": threshold,
+        "label": cfg.label,
+        "fixed": cfg.threshold is not None,
+        "target_precision": cfg.target_precision,
+    }
+    for name, split in (("validation", val), ("test", test)):
+        if name in predictions:
+            result[name] = abstain_metrics(split.target, predictions[name], labels, threshold, cfg.label)
+    return result
 
 
 def _save_splits(run_dir: Path, prepared: Any) -> None:

@@ -253,11 +253,20 @@ class TrainingConfig(Strict):
     log_every_steps: int = Field(default=50, ge=1)
 
 
+class AbstainConfig(Strict):
+    """Out-of-scope rejection (shipyard.evaluation.abstain): below a max-probability threshold, answer ``label``."""
+
+    target_precision: float = Field(default=0.95, gt=0, le=1)  # accuracy wanted on kept validation predictions
+    threshold: float | None = Field(default=None, gt=0, lt=1)  # a fixed threshold instead of calibrating one
+    label: str = "oos"  # the answer when abstaining; also an explicit out-of-scope class when the data has one
+
+
 class EvaluationConfig(Strict):
     metrics: list[str] = Field(default_factory=list)  # extra emphasis; the full set is always computed
     sensitive_features: list[str] = Field(default_factory=list)
     # responsible AI: limits that flag a fairness gap; validated by shipyard.evaluation.fairness (None: defaults)
     fairness_thresholds: dict[str, Any] | None = None
+    abstain: AbstainConfig | None = None  # classification: reject out-of-scope inputs (None: always answer)
 
 
 class OutputConfig(Strict):
@@ -314,4 +323,6 @@ class Job(Strict):
     def _smoothing_needs_classes(self) -> Job:
         if self.task == "regression" and self.training.label_smoothing:
             raise ValueError("training.label_smoothing applies to classification only")
+        if self.task == "regression" and self.evaluation.abstain is not None:
+            raise ValueError("evaluation.abstain applies to classification only")
         return self

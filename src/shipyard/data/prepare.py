@@ -21,6 +21,7 @@ from shipyard.data.cleaning import clean_frame, count_clipped
 from shipyard.data.preprocess import Preprocessor, TextEncoder
 from shipyard.data.sources import load_source
 from shipyard.data.splits import SPLIT_NAMES, split_frame
+from shipyard.data.text import UNKNOWN_TOKEN_WARN_RATE
 from shipyard.data.types import check_column_types, infer_column_types, require_columns
 from shipyard.errors import ShipyardError
 from shipyard.models.registry import InputSpec, get_family
@@ -177,6 +178,12 @@ def prepare_data(job: Job, *, base_dir: Path, text_encoder: TextEncoder | None =
     }
     if text_encoder is not None and getattr(text_encoder, "stats", None):
         extra["text_lengths"] = {"train": text_encoder.stats}  # tokens per example, truncated share
+        rate = float(text_encoder.stats.get("unknown_token_rate", 0.0))
+        extra["unknown_tokens"] = {  # an encoder that cannot read the language (issue #12): stated, not hidden
+            "train_rate": rate,
+            "warn_above": UNKNOWN_TOKEN_WARN_RATE,
+            "warning": rate > UNKNOWN_TOKEN_WARN_RATE,
+        }
     if pii_reports:  # the PII step's counts (never values), for the summary and the model card
         extra["pii"] = pii_reports
     if data.cleaning.clip_outliers is not None and pre.numeric:

@@ -120,10 +120,25 @@ def split_frame(
         }
     if parts["train"].empty:
         raise ShipyardError("the training split is empty", where="data.split", hint="the source has too few rows")
+    _refuse_empty_held_out(parts, cfg, len(frame))
     log.info("split sizes: %s", {k: len(v) for k, v in parts.items()})
     if task == "classification":
         check_split_labels(parts, target)
     return parts
+
+
+def _refuse_empty_held_out(parts: dict[str, pd.DataFrame], cfg: SplitConfig, rows: int) -> None:
+    """A split asked for (fraction > 0, or k-fold's validation fold) that came out empty would leave the run
+    without a validation or test score while still finishing with success: refuse it instead."""
+    asked = {"validation": cfg.method == "kfold" or cfg.validation > 0, "test": cfg.test > 0}
+    for name in ("validation", "test"):
+        if asked[name] and parts[name].empty:
+            fraction = f"{name} fraction {getattr(cfg, name)}" if cfg.method != "kfold" else f"{cfg.folds} folds"
+            raise ShipyardError(
+                f"the {name} split is empty: {rows} row(s) with a {fraction} leave no row to score the model on",
+                where=f"data.split.{name}" if cfg.method != "kfold" else "data.split.folds",
+                hint=f"add rows, give a data.{name}_source file, or set data.split.{name}: 0 to run without one",
+            )
 
 
 def check_split_labels(parts: dict[str, pd.DataFrame], target: str) -> None:

@@ -42,6 +42,9 @@ PRETRAINED_ALIASES = ("minilm", "all-minilm-l6-v2", "all-MiniLM-L6-v2")
 ENCODER_FILE = "text_encoder.json"
 TOKENIZER_DIR = "tokenizer"
 
+# above this share of [UNK] tokens the encoder cannot read the text (another script or language): warn
+UNKNOWN_TOKEN_WARN_RATE = 0.05
+
 _TAG = re.compile(r"<[^>]{0,2000}>")
 _SPACE = re.compile(r"\s+")
 
@@ -224,9 +227,25 @@ class TextEncoder:
             out.append(text)
         return out
 
+    def _token_ids(self, texts: list[str]) -> list[list[int]]:
+        return self.tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
+
     def _lengths(self, texts: list[str]) -> np.ndarray:
-        enc = self.tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)
-        return np.fromiter((len(ids) for ids in enc["input_ids"]), dtype=np.int64, count=len(texts))
+        return np.fromiter((len(ids) for ids in self._token_ids(texts)), dtype=np.int64, count=len(texts))
+
+    def _unknown_rate(self, token_ids: list[list[int]]) -> float:
+        """Share of the real tokens (special ones aside, [UNK] counted) that the vocabulary has no piece for."""
+        unk = getattr(self.tokenizer, "unk_token_id", None)
+        if unk is None:  # byte-level tokenizers (GPT-2 style) read every text
+            return 0.0
+        special = set(getattr(self.tokenizer, "all_special_ids", [])) - {unk}
+        real = unknown = 0
+        for ids in token_ids:
+            for token in ids:
+                if token not in special:
+                    real += 1
+                    unknown += token == unk
+        return unknown / real if real else 0.0
 
     # ------------------------------------------------------------------ public API
     def fit(self, texts: Sequence[str], *, rows: Sequence[Any] | None = None, where: str | None = None) -> TextEncoder:
@@ -237,6 +256,16 @@ class TextEncoder:
                 "%.1f%% of texts are longer than max_length=%d tokens and will be truncated",
                 100 * self.stats["truncated_fraction"],
                 self.max_length,
+            )
+        rate = self.stats.get("unknown_token_rate", 0.0)
+        if rate > UNKNOWN_TOKEN_WARN_RATE:
+            log.warning(
+                "%.1f%% of the training text's tokens are unknown to the tokenizer ([UNK], above %.0f%%): the model "
+                "cannot read much of this text (another language or script?). Set model.pretrained to a local "
+                "model folder whose tokenizer covers the language (e.g. a multilingual BERT saved with "
+                "save_pretrained), or clean the text (data.cleaning.text) if the unknown pieces are markup or symbols",
+                100 * rate,
+                100 * UNKNOWN_TOKEN_WARN_RATE,
             )
         return self
 
@@ -282,7 +311,8 @@ class TextEncoder:
         clean = self._prepare(texts, rows, where)
         if not clean:
             return {"count": 0, "mean": 0.0, "p50": 0.0, "p95": 0.0, "max": 0, "truncated_fraction": 0.0}
-        lengths = self._lengths(clean)
+        token_ids = self._token_ids(clean)
+        lengths = np.fromiter((len(ids) for ids in token_ids), dtype=np.int64, count=len(clean))
         return {
             "count": len(lengths),
             "mean": round(float(lengths.mean()), 2),
@@ -291,6 +321,7 @@ class TextEncoder:
             "max": int(lengths.max()),
             "max_length": self.max_length,
             "truncated_fraction": round(float((lengths > self.max_length).mean()), 4),
+            "unknown_token_rate": round(self._unknown_rate(token_ids), 4),
         }
 
     @property

@@ -76,9 +76,34 @@ def infer_column_types(
     for name in features:
         kind = declared.get(name) or infer_type(frame[name])
         types[name] = kind
+        if not declared.get(name) and kind in ("categorical", "text"):
+            warn_mixed_types(frame[name], name, kind)
     types[target] = "label"
     log.info("column types: %s", types)
     return types
+
+
+# a string column with at least this share of numbers (but under NUMERIC_SHARE) is mixed: say so, never silently
+MIXED_NUMERIC_SHARE = 0.2
+
+
+def warn_mixed_types(series: pd.Series, name: str, kind: str) -> None:
+    """Warn when a column taken as categorical/text holds many numbers too (e.g. ages with `unknown`, `40+`)."""
+    present = series.dropna()
+    if present.empty:
+        return
+    parsed = pd.to_numeric(present.astype(str).str.strip(), errors="coerce")
+    share = float(parsed.notna().mean())
+    if MIXED_NUMERIC_SHARE <= share < NUMERIC_SHARE:
+        examples = ", ".join(repr(v) for v in present[parsed.isna()].astype(str).unique()[:3])
+        log.warning(
+            "column %r mixes numbers (%.0f%% of values) and text (e.g. %s); it is treated as %s. Declare its type "
+            "in data.features (`type: numeric` reports each non-number with its row) or fix the values",
+            name,
+            100 * share,
+            examples,
+            kind,
+        )
 
 
 def check_column_types(frame: pd.DataFrame, types: dict[str, str], *, where: str) -> pd.DataFrame:

@@ -346,6 +346,15 @@ def _explain_inputs(art: Any, inputs: dict[str, np.ndarray], n: int) -> list[dic
     pre, model, task = art.preprocessor, art.model, art.task
     labels = art.labels or []
     kind = pre.kind
+    values = None  # regression: the predicted value is what the attributions explain, so it is shown with them
+    if task == "regression":
+        values = art.outputs_to_predictions(art.raw_outputs({k: v[:n] for k, v in inputs.items()}))["value"]
+
+    def predicted(i: int, cls: int) -> Any:
+        if values is not None:
+            return round(float(values[i]), 6)
+        return labels[cls] if labels else None
+
     if kind == "tabular":
         groups = column_groups(pre)
         attr, target = tabular_attributions(model, inputs["x"][:n], groups, task)
@@ -356,7 +365,7 @@ def _explain_inputs(art: Any, inputs: dict[str, np.ndarray], n: int) -> list[dic
             rows.append(
                 {
                     "row": i,
-                    "prediction": labels[int(target[i])] if labels else None,
+                    "prediction": predicted(i, int(target[i])),
                     "probability": float(proba[i, target[i]]) if proba is not None else None,
                     "attributions": {groups[j][0]: round(float(attr[i, j]), 6) for j in order},
                 }
@@ -367,7 +376,7 @@ def _explain_inputs(art: Any, inputs: dict[str, np.ndarray], n: int) -> list[dic
         return [
             {
                 "row": i,
-                "prediction": labels[int(target[i])] if labels else None,
+                "prediction": predicted(i, int(target[i])),
                 "saliency": np.round(sal[i] / (sal[i].max() or 1.0), 4).tolist(),
             }
             for i in range(len(sal))
@@ -378,7 +387,7 @@ def _explain_inputs(art: Any, inputs: dict[str, np.ndarray], n: int) -> list[dic
         return [
             {
                 "row": i,
-                "prediction": labels[r["class"]] if labels else None,
+                "prediction": predicted(i, int(r["class"])),
                 "probability": r["probability"],
                 "tokens": r["tokens"],
             }

@@ -148,6 +148,7 @@ def request_model(model_name: str, instance: type[BaseModel], max_instances: int
 class ClassPrediction(BaseModel):
     label: str
     probabilities: dict[str, float]
+    abstained: bool | None = None  # only for a model with out-of-scope rejection (evaluation.abstain)
 
 
 class ValuePrediction(BaseModel):

@@ -380,6 +380,27 @@ def runs_table(records: list[RunRecord]) -> Table:
     return table
 
 
+def runs_plain(records: list[RunRecord]) -> str:
+    """The `runs_table` columns as tab-separated lines with a header, for output that is not a terminal: a rich
+    table squeezed into 80 columns wraps its headers one letter per line, and a pipe wants whole fields anyway."""
+    lines = ["\t".join(("id", "name", "status", "task", "model", "metric", "flags", "started", "duration"))]
+    for record in records:
+        metric = headline_metric(record)
+        fields = (
+            record.run_id,
+            record.name,
+            record.status,
+            record.task,
+            record.model_type,
+            f"{metric[0]}={_fmt(metric[1])}" if metric else "-",
+            ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(record.flags.items())) or "-",
+            _fmt_time(record.started_at),
+            _fmt_duration(record.duration_s),
+        )
+        lines.append("\t".join(str(f).replace("\t", " ").replace("\n", " ") for f in fields))
+    return "\n".join(lines)
+
+
 def run_detail(record: RunRecord) -> Table:
     """Everything about one run as field / value rows: identity, status, metrics and the flattened config."""
     table = Table(title=f"Run {record.run_id}", box=box.SIMPLE_HEAD, show_header=True)

@@ -32,7 +32,7 @@ from shipyard.training.checkpoint import capture_rng, load_latest, restore_rng, 
 from shipyard.training.distributed import DistContext
 from shipyard.training.ema import WeightEMA
 from shipyard.training.precision import resolve_precision
-from shipyard.training.progress import TrainProgress
+from shipyard.training.progress import RateWindow, TrainProgress
 from shipyard.training.schedules import build_optimizer, build_scheduler
 
 log = logging.getLogger(__name__)
@@ -227,6 +227,7 @@ class Engine:
         started = time.perf_counter()
         seen_at_start = state.examples_seen
         progress = TrainProgress(total_steps, enabled=self.show_progress, initial=state.global_step)
+        window = RateWindow()  # the log's rates: wall time since the previous line, evaluation included
         with progress:
             while state.epoch < cfg.epochs and not state.stopped_early:
                 epoch = state.epoch
@@ -244,7 +245,6 @@ class Engine:
                     if state.global_step >= total_steps:
                         break
                     group = epoch_groups[gi]
-                    tick = time.perf_counter()
                     group_loss, group_examples, group_tokens = 0.0, 0, 0
                     for mi, micro in enumerate(group):
                         if dp is not None and len(micro) == 0:  # DP: an empty Poisson batch, noise-only step
@@ -295,12 +295,11 @@ class Engine:
                     state.examples_seen += group_examples
                     state.loss_sum += group_loss
                     state.loss_count += group_examples
-                    elapsed = time.perf_counter() - tick
                     step_loss = group_loss / max(group_examples, 1)
-                    rate = group_examples / max(elapsed, 1e-9)
-                    tok_rate = group_tokens / max(elapsed, 1e-9) if group_tokens else None
-                    progress.step(step_loss, rate, tok_rate, epoch + 1)
+                    progress.step(step_loss, epoch + 1, group_examples, group_tokens)
+                    window.add(group_examples, group_tokens)
                     if state.global_step % cfg.log_every_steps == 0 or state.global_step == 1:
+                        rate, tok_rate = window.take()
                         entry = {
                             "event": "step",
                             "epoch": epoch + 1,
@@ -355,7 +354,8 @@ class Engine:
         return FitResult(
             epochs_run=state.epoch,
             global_step=state.global_step,
-            best_epoch=state.best_epoch + 1,
+            # without early stopping no epoch is judged best: the weights kept are the last epoch's
+            best_epoch=state.best_epoch + 1 if state.best_epoch >= 0 else state.epoch,
             best_value=state.best,
             stopped_early=state.stopped_early,
             history=history,
