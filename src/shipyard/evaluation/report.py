@@ -49,6 +49,10 @@ __all__ = ["ReportSection", "figure_to_img_tag", "new_figure", "table_html", "wr
 _MAX_SCATTER_POINTS = 5000
 # Above this many classes the per-cell counts of the confusion matrix overlap and become noise.
 _ANNOTATE_MAX_CLASSES = 20
+# Past this many classes a matrix image has unreadable labels (151 classes made a 2710x2455 image): the report lists
+# the most frequent confusions instead.
+_MATRIX_MAX_CLASSES = 30
+_TOP_CONFUSIONS = 30
 # Nested summaries deeper than this are shown as JSON rather than ever-smaller nested tables.
 _MAX_TABLE_DEPTH = 4
 # Long lists in the data summary (e.g. every category level) are cut so the page stays readable.
@@ -202,6 +206,33 @@ def _learning_curves(train_log: Sequence[Mapping[str, Any]]) -> str:
     return "".join(parts)
 
 
+def _top_confusions_html(cm: np.ndarray, labels: list[str]) -> str:
+    """The most frequent (true, predicted) mistakes, with their share of the true class, as a table."""
+    off = cm.copy()
+    np.fill_diagonal(off, 0)
+    row_sums = cm.sum(axis=1)
+    order = np.argsort(off, axis=None, kind="stable")[::-1][:_TOP_CONFUSIONS]
+    rows = []
+    for flat in order:
+        i, j = np.unravel_index(int(flat), off.shape)
+        if off[i, j] == 0:
+            break
+        rows.append(
+            {
+                "true": labels[i],
+                "predicted": labels[j],
+                "count": int(off[i, j]),
+                "share of true class": round(float(off[i, j]) / max(int(row_sums[i]), 1), 3),
+            }
+        )
+    correct = int(np.trace(cm))
+    note = (
+        f'<p class="note">{len(labels)} classes are too many for a readable matrix; the {len(rows)} most frequent '
+        f"confusions are listed ({correct} of {int(cm.sum())} test rows correct; per-class figures below).</p>"
+    )
+    return note + (table_html(rows) if rows else '<p class="note">No confusions on the test split.</p>')
+
+
 def _confusion_matrix_figure(cm: np.ndarray, labels: list[str]) -> Figure:
     k = len(labels)
     # scale the canvas with the class count so cells stay legible up to ~100 classes, within a sane page width
@@ -307,15 +338,17 @@ def _classification_sections(test_metrics: Mapping[str, Any], predictions: Mappi
     elif test_metrics.get("confusion_matrix"):
         cm = np.asarray(test_metrics["confusion_matrix"], dtype=np.int64)
     if cm is not None and cm.size and len(labels) == cm.shape[0]:
-        note = (
-            f'<p class="note">{len(labels)} classes: per-cell counts are hidden; colour shows the share of each '
-            "true class.</p>"
-            if len(labels) > _ANNOTATE_MAX_CLASSES
-            else '<p class="note">Cells show counts; colour shows the share of each true class (recall).</p>'
-        )
-        # past ~40 classes, shrinking the matrix to page width makes its labels unreadable: scroll instead
-        img = figure_to_img_tag(_confusion_matrix_figure(cm, labels), alt="confusion matrix", wide=len(labels) > 40)
-        sections.append(("Confusion matrix", note + f'<div class="scroll">{img}</div>'))
+        if len(labels) > _MATRIX_MAX_CLASSES:
+            sections.append(("Top confusions (test)", _top_confusions_html(cm, labels)))
+        else:
+            note = (
+                f'<p class="note">{len(labels)} classes: per-cell counts are hidden; colour shows the share of '
+                "each true class.</p>"
+                if len(labels) > _ANNOTATE_MAX_CLASSES
+                else '<p class="note">Cells show counts; colour shows the share of each true class (recall).</p>'
+            )
+            img = figure_to_img_tag(_confusion_matrix_figure(cm, labels), alt="confusion matrix")
+            sections.append(("Confusion matrix", note + f'<div class="scroll">{img}</div>'))
 
     per_class = test_metrics.get("per_class")
     if isinstance(per_class, Mapping) and per_class:
