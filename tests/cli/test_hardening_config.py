@@ -138,3 +138,39 @@ def test_train_without_config_or_resume_is_a_clear_error(tmp_path: Path, monkeyp
     result = runner.invoke(app, ["train", "--quiet"])
     assert result.exit_code == 2, result.output
     assert "config" in result.output.lower()
+
+
+# ------------------------------------------------------------------------------------------- JSON input
+
+
+def test_json_source_validates_and_trains(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    rows = [{"a": i % 7, "b": (i * 3) % 5, "label": "yes" if i % 2 else "no"} for i in range(40)]
+    (tmp_path / "rows.json").write_text(json.dumps({"train": rows}))
+    config = tmp_path / "job.yaml"
+    config.write_text(tabular_job().replace("{path: rows.csv}", "{path: rows.json, records_path: train}"))
+    assert runner.invoke(app, ["validate", str(config)]).exit_code == 0
+    result = runner.invoke(app, ["train", str(config), "--run-dir", str(tmp_path / "run"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert summary["test"]["n"] == 8  # 20% of the 40 records
+
+
+def test_validate_lists_the_formats_that_exist(tmp_path: Path) -> None:
+    config = tmp_path / "job.yaml"
+    config.write_text(tabular_job().replace("{path: rows.csv}", "{path: rows.xml, format: xml}"))
+    result = runner.invoke(app, ["validate", str(config)])
+    assert result.exit_code == 2
+    assert "data.source.format" in result.output
+    for fmt in ("'csv'", "'jsonl'", "'json'", "'text_folder'"):
+        assert fmt in result.output, result.output
+
+
+def test_init_infers_a_text_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "reviews"
+    folder.mkdir()
+    (folder / "pos.txt").write_text("".join(f"good film number {i}\n" for i in range(30)))
+    (folder / "neg.txt").write_text("".join(f"bad film number {i}\n" for i in range(30)))
+    result = runner.invoke(app, ["init", "--data", str(folder), "--target", "label"])
+    assert result.exit_code == 0, result.output
+    assert "format: text_folder" in result.output
