@@ -94,15 +94,16 @@ def _check_resume_config(job: Job, run_dir: Path) -> None:
     """Resuming trains on from the run's checkpoint: a different split, seed, rate or model would silently mix
     two jobs (or fail on the weights' shapes), so any difference in what is learnt is refused."""
     from shipyard.config.compare import config_differences
-    from shipyard.config.loader import ConfigError, load_job
+    from shipyard.config.loader import ConfigError, parse_yaml, validate_dict
 
     config = run_dir / "config.yaml"
     if not config.is_file():
         return  # written before the first checkpoint; without it there is nothing to compare
+    written, _ = parse_yaml(config.read_text(encoding="utf-8"), str(config))  # bounded, like any job file
     try:
-        original = load_job(config).model_dump(mode="json")
+        original = validate_dict(written, str(config)).model_dump(mode="json")
     except ConfigError:  # written by an older schema: compare what it says, as written
-        original = yaml.safe_load(config.read_text(encoding="utf-8"))
+        original = written
     differences = config_differences(original, job.model_dump(mode="json"))
     if differences:
         raise ShipyardError(
