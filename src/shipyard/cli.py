@@ -81,18 +81,23 @@ def _print_metrics(result: Any) -> None:
 @app.command()
 @handle_errors
 def train(
-    config: Annotated[Path, typer.Argument(help="Job YAML file.")],
+    config: Annotated[Path | None, typer.Argument(help="Job YAML file (with --resume: default the run's own).")] = None,
     run_dir: Annotated[Path | None, typer.Option(help="Run folder (default runs/<run-id>).")] = None,
     resume: Annotated[
-        Path | None, typer.Option(help="Continue the run in this folder from its last checkpoint.")
+        Path | None,
+        typer.Option(help="Continue the run in this folder from its last checkpoint (the config must not differ)."),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Train, evaluate and package a model described by CONFIG."""
-    from shipyard.pipeline import run_job
+    from shipyard.pipeline import load_run_job, run_job
 
-    job = _load(config)
-    base = config.resolve().parent
+    if config is not None:
+        job, base = _load(config), config.resolve().parent
+    elif resume is not None:
+        job, base = load_run_job(resume)
+    else:
+        raise ShipyardError("give a job config file (or --resume RUN_DIR)", where="CONFIG")
     if resume is not None:
         result = run_job(job, base_dir=base, run_dir=resume, resume=True, show_progress=not quiet)
     else:

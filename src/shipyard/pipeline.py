@@ -63,8 +63,54 @@ def resolve_run_dir(job: Job, base_dir: Path, run_dir: Path | None) -> tuple[str
     return run_id, (root if root.is_absolute() else Path.cwd() / root) / run_id
 
 
-def dump_config(job: Job) -> str:
-    return yaml.safe_dump(job.model_dump(mode="json", exclude_none=False), sort_keys=False)
+# config.yaml's first line records the folder relative data paths were read from, so `train --resume RUN` can
+# rebuild the same data without the original config file (a comment: the job itself, and its hash, are unchanged)
+_BASE_DIR_COMMENT = "# shipyard base_dir: "
+
+
+def dump_config(job: Job, base_dir: Path | None = None) -> str:
+    text = yaml.safe_dump(job.model_dump(mode="json", exclude_none=False), sort_keys=False)
+    if base_dir is None:
+        return text
+    return f"{_BASE_DIR_COMMENT}{json.dumps(str(Path(base_dir).resolve()))}\n{text}"
+
+
+def load_run_job(run_dir: Path) -> tuple[Job, Path]:
+    """The job a run was started with (its own config.yaml) and the folder its relative data paths start from."""
+    from shipyard.config.loader import load_job
+
+    config = Path(run_dir) / "config.yaml"
+    if not config.is_file():
+        raise ShipyardError("the run folder has no config.yaml", where=str(run_dir), hint="pass the job's config file")
+    job = load_job(config)
+    with open(config, encoding="utf-8") as fh:
+        first = fh.readline()
+    if first.startswith(_BASE_DIR_COMMENT):
+        return job, Path(json.loads(first[len(_BASE_DIR_COMMENT) :]))
+    return job, Path.cwd()  # a run from before base_dir was recorded: paths as seen from here
+
+
+def _check_resume_config(job: Job, run_dir: Path) -> None:
+    """Resuming trains on from the run's checkpoint: a different split, seed, rate or model would silently mix
+    two jobs (or fail on the weights' shapes), so any difference in what is learnt is refused."""
+    from shipyard.config.compare import config_differences
+    from shipyard.config.loader import ConfigError, parse_yaml, validate_dict
+
+    config = run_dir / "config.yaml"
+    if not config.is_file():
+        return  # written before the first checkpoint; without it there is nothing to compare
+    written, _ = parse_yaml(config.read_text(encoding="utf-8"), str(config))  # bounded, like any job file
+    try:
+        original = validate_dict(written, str(config)).model_dump(mode="json")
+    except ConfigError:  # written by an older schema: compare what it says, as written
+        original = written
+    differences = config_differences(original, job.model_dump(mode="json"))
+    if differences:
+        raise ShipyardError(
+            f"the config differs from the one the run started with ({'; '.join(differences)})",
+            where=str(config),
+            hint="resume with the run's own config (`shipyard train --resume RUN` alone uses it), or start a new run",
+        )
 
 
 def _store_for(run_dir: Path) -> Any:
@@ -118,6 +164,7 @@ def run_job(
         if run_dir is None or not any((Path(run_dir) / d).is_dir() for d in ("checkpoints", "soup")):
             raise ShipyardError("nothing to resume: the folder has no checkpoints/ (or soup/)", where=str(run_dir))
         run_id, run_dir = Path(run_dir).name, Path(run_dir)
+        _check_resume_config(job, run_dir)
     else:
         run_id, run_dir = ctx.broadcast(resolve_run_dir(job, base_dir, run_dir))  # one time stamp for all ranks
         if run_dir.exists() and any(run_dir.iterdir()):
@@ -170,7 +217,7 @@ def run_job(
     store = _store_for(run_dir)
     chash = config_hash(job)
     if not resume:
-        atomic_write_text(run_dir / "config.yaml", dump_config(job))
+        atomic_write_text(run_dir / "config.yaml", dump_config(job, base_dir))
         atomic_write_json(run_dir / "data_summary.json", prepared.summary)
         _save_splits(run_dir, prepared)
     ctx.barrier()

@@ -11,7 +11,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-SourceFormat = Literal["csv", "tsv", "jsonl", "parquet", "images", "idx", "sklearn_digits", "delimited_lines"]
+SourceFormat = Literal[
+    "csv", "tsv", "jsonl", "json", "parquet", "images", "text_folder", "idx", "sklearn_digits", "delimited_lines"
+]
 ColumnType = Literal["numeric", "categorical", "text", "image", "label"]
 
 
@@ -28,7 +30,9 @@ class SourceConfig(Strict):
     encoding: str | None = None  # None means UTF-8, strictly: other bytes are an error naming the row
     delimiter: str | None = None
     header: bool = True
-    column_names: list[str] | None = None  # for files without a header row
+    column_names: list[str] | None = None  # for files without a header row (and JSON records that are arrays)
+    # json: dotted path to the array of records inside the document (CLINC150's `train`); none: the top level
+    records_path: str | None = None
     na_values: list[str] = Field(default_factory=list)
     skip_initial_space: bool = False
     strip_suffix: dict[str, str] = Field(default_factory=dict)  # column -> trailing text to remove (Adult's '.')

@@ -1,4 +1,4 @@
-"""Read one data source (a file, an IDX pair, an image folder or sklearn's digits) into a pandas DataFrame.
+"""Read one data source (a file, an IDX pair, an image or text folder, sklearn's digits) into a pandas DataFrame.
 
 Every failure a user can cause (missing file, empty file, ragged CSV rows, bytes that are not the declared
 encoding, a corrupt image, a bad IDX header) is a ShipyardError naming the file and, where there is one, the line
@@ -17,12 +17,13 @@ import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import pandas as pd
 
-from shipyard.config.schema import SourceConfig
+from shipyard.config.schema import SourceConfig, SourceFormat
+from shipyard.data.json_records import parse_json, records_at, records_frame
 from shipyard.errors import ShipyardError
 from shipyard.settings import expand_path
 
@@ -32,11 +33,14 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 # IDX magic numbers: two zero bytes, the type code 0x08 (unsigned byte) and the number of dimensions.
 IDX_IMAGES_MAGIC = 0x00000803
 IDX_LABELS_MAGIC = 0x00000801
+# A JSON document is parsed whole, at several times its size in memory; larger data belongs in JSONL or Parquet.
+MAX_JSON_BYTES = 512 * 1024 * 1024
 
 _EXTENSION_FORMATS = {
     ".csv": "csv",
     ".tsv": "tsv",
     ".jsonl": "jsonl",
+    ".json": "json",
     ".ndjson": "jsonl",
     ".parquet": "parquet",
     ".pq": "parquet",
@@ -54,8 +58,9 @@ def infer_format(cfg: SourceConfig, path: Path | None) -> str:
         return "idx"
     if path is None:
         raise ShipyardError("cannot tell the source format", hint="set `format`")
-    if path.is_dir():
-        return "images"
+    if path.is_dir():  # one .txt file per class and no label sub-folders: a text folder
+        has_text = any(p.suffix.lower() == ".txt" for p in path.iterdir() if p.is_file())
+        return "text_folder" if has_text and not any(p.is_dir() for p in path.iterdir()) else "images"
     name = path.name.lower()
     if name.endswith(".gz"):
         name = name[:-3]
@@ -69,7 +74,7 @@ def infer_format(cfg: SourceConfig, path: Path | None) -> str:
     raise ShipyardError(
         f"cannot infer the format from the file name (suffix {suffix or 'none'!r})",
         where=str(path),
-        hint="set `format` to one of csv, tsv, jsonl, parquet, images, idx, sklearn_digits, delimited_lines",
+        hint=f"set `format` to one of {', '.join(get_args(SourceFormat))}",
     )
 
 
@@ -90,12 +95,16 @@ def load_source(cfg: SourceConfig, *, base_dir: Path, field: str = "data.source"
         assert path is not None  # the schema requires `path` for every other format
         if fmt == "images":
             frame = _load_image_folder(path, cfg)
+        elif fmt == "text_folder":
+            frame = _load_text_folder(path, cfg)
         else:
             _require_file(path, field)
             if fmt in ("csv", "tsv"):
                 frame = _load_delimited(path, cfg, fmt)
             elif fmt == "jsonl":
                 frame = _load_jsonl(path, cfg)
+            elif fmt == "json":
+                frame = _load_json(path, cfg)
             elif fmt == "parquet":
                 frame = _load_parquet(path, cfg)
             elif fmt == "delimited_lines":
@@ -237,10 +246,19 @@ def _load_jsonl(path: Path, cfg: SourceConfig) -> pd.DataFrame:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise ShipyardError(f"invalid JSON: {exc.msg}", where=f"{path}, line {number}") from None
+            whole = number == 1 and line.strip() in ("[", "{")  # a pretty-printed document, not one record a line
+            raise ShipyardError(
+                f"invalid JSON: {exc.msg}",
+                where=f"{path}, line {number}",
+                hint="the file looks like one JSON document: set `format: json`" if whole else None,
+            ) from None
+        except RecursionError:
+            raise ShipyardError("the JSON is nested too deeply to read", where=f"{path}, line {number}") from None
         if not isinstance(record, dict):
             raise ShipyardError(
-                f"expected a JSON object per line, got {type(record).__name__}", where=f"{path}, line {number}"
+                f"expected a JSON object per line, got {type(record).__name__}",
+                where=f"{path}, line {number}",
+                hint="a JSON array of records is `format: json`" if isinstance(record, list) else None,
             )
         records.append({k: (None if isinstance(v, str) and v in na else v) for k, v in record.items()})
         if cfg.limit is not None and len(records) >= cfg.limit:
@@ -248,6 +266,41 @@ def _load_jsonl(path: Path, cfg: SourceConfig) -> pd.DataFrame:
     if not records:
         raise ShipyardError("file is empty; expected at least one row", where=str(path))
     return pd.DataFrame.from_records(records)
+
+
+def _load_json(path: Path, cfg: SourceConfig) -> pd.DataFrame:
+    size = path.stat().st_size
+    if size > MAX_JSON_BYTES:
+        raise ShipyardError(
+            f"the JSON file is too large to parse whole ({size:,} bytes, at most {MAX_JSON_BYTES:,})",
+            where=str(path),
+            hint="convert it to JSONL (one record a line) or Parquet",
+        )
+    document = parse_json(_decode(path, cfg), str(path))
+    records = records_at(document, cfg.records_path, path)
+    return records_frame(records, path, column_names=cfg.column_names, na=_na_set(cfg) - {""}, limit=cfg.limit)
+
+
+def _load_text_folder(root: Path, cfg: SourceConfig) -> pd.DataFrame:
+    """``root/<label>.txt``, one example a line (the layout many sentiment sets ship in)."""
+    if not root.is_dir():
+        raise ShipyardError("expected a folder of <label>.txt files", where=str(root))
+    files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() == ".txt")
+    if not files:
+        raise ShipyardError("no .txt files found; expected one <label>.txt file per class", where=str(root))
+    texts: list[str] = []
+    labels: list[str] = []
+    for file in files:
+        if file.stat().st_size == 0:
+            continue  # an empty class file holds no examples; the class check later says so if it matters
+        lines = [line for line in _decode(file, cfg).splitlines() if line.strip()]
+        if cfg.limit is not None:
+            lines = lines[: cfg.limit - len(texts)]
+        texts.extend(lines)
+        labels.extend([file.stem] * len(lines))
+    if not texts:
+        raise ShipyardError("the .txt files hold no lines of text", where=str(root))
+    return pd.DataFrame({"text": pd.Series(texts, dtype="object"), "label": pd.Series(labels, dtype="object")})
 
 
 def _load_parquet(path: Path, cfg: SourceConfig) -> pd.DataFrame:
