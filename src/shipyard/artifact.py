@@ -8,9 +8,12 @@ holds a pickle file, so a downloaded artifact cannot run code on load.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import pickletools
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,8 +33,55 @@ META = "shipyard.json"
 PICKLE_SUFFIXES = {".pkl", ".pickle", ".pt", ".pth", ".bin", ".joblib", ".ckpt", ".npy", ".npz"}
 
 
+PICKLE_HEAD_BYTES = 64 * 1024
+
+
+def _is_safetensors(head: bytes, size: int) -> bool:
+    """An 8-byte little-endian header length, then that many bytes of JSON (its first byte may look like 0x80)."""
+    if len(head) < 9:
+        return False
+    n = int.from_bytes(head[:8], "little")
+    return 0 < n <= size - 8 and head[8:9] == b"{"
+
+
+def looks_like_pickle(path: Path) -> bool:
+    """Whether a file's *content* is a pickle, whatever its name, judged without unpickling anything.
+
+    Protocol 2+ pickles start with PROTO (0x80, 2-5). Protocol 0/1 have no magic, so the first 64 KiB are
+    disassembled with :mod:`pickletools` (which parses opcodes and checks the stack, never runs them): a file
+    that parses to STOP, or a larger file whose head parses to its very end, is a pickle. A zip holding a
+    ``.pkl`` member (a torch checkpoint's ``data.pkl``) counts too.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(PICKLE_HEAD_BYTES)
+    if head[:1] == b"\x80" and head[1:2] in {bytes([v]) for v in range(2, 6)} and not _is_safetensors(head, size):
+        return True
+    if head[:4] == b"PK\x03\x04":
+        try:
+            with zipfile.ZipFile(path) as zf:
+                return any(name.lower().endswith((".pkl", ".pickle")) for name in zf.namelist())
+        except zipfile.BadZipFile:
+            return False
+    if not head:
+        return False
+    if size <= len(head):  # the whole file: a pickle iff it disassembles cleanly to STOP
+        try:
+            pickletools.dis(head, out=io.StringIO())
+        except Exception:
+            return False
+        return True
+    parsed, last = 0, 0
+    try:
+        for _op, _arg, pos in pickletools.genops(head):
+            parsed, last = parsed + 1, pos
+    except Exception:
+        pass
+    return parsed >= 16 and last >= len(head) - 4096  # opcodes all the way to where the head was cut
+
+
 def refuse_pickles(folder: Path) -> None:
-    """Raise if the folder holds a pickle (by name or by the pickle protocol's first byte)."""
+    """Raise if the folder holds a pickle: by name, or by content for every file whatever its name."""
     for path in folder.rglob("*"):
         if not path.is_file():
             continue
@@ -41,11 +91,12 @@ def refuse_pickles(folder: Path) -> None:
                 where=str(path),
                 hint="artifacts hold safetensors, ONNX and JSON only",
             )
-        if path.suffix.lower() not in {".json", ".safetensors", ".onnx", ".txt", ".md", ".model", ".data"}:
-            with open(path, "rb") as fh:
-                head = fh.read(2)
-            if head[:1] == b"\x80" and head[1:2] in {bytes([v]) for v in range(2, 6)}:
-                raise ShipyardError("refusing to load a pickled file inside a model folder", where=str(path))
+        if looks_like_pickle(path):
+            raise ShipyardError(
+                "refusing to load a pickled file inside a model folder",
+                where=str(path),
+                hint="artifacts hold safetensors, ONNX and JSON only; remove the file",
+            )
 
 
 def save_torch_artifact(

@@ -214,7 +214,7 @@ def test_access_log_hashes_the_body_and_never_logs_inputs(
     assert "SECRET-VALUE-123" not in text
     assert keys["predict"] not in text
     line = next(r.getMessage() for r in caplog.records if r.name == "shipyard.serve.access")
-    assert re.search(r"POST /v1/models/clf/predict 200 [\d.]+ms key=tester body_sha256=[0-9a-f]{64}", line)
+    assert re.search(r"POST /v1/models/clf/predict 200 [\d.]+ms key=tester body_hmac=[0-9a-f]{32}", line)
 
 
 # ------------------------------------------------------------------------------------------- readiness, metrics

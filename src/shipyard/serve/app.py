@@ -12,20 +12,23 @@ Routes (all under ``/v1`` need ``Authorization: Bearer <key>`` unless auth is of
 - ``POST /v1/models/{name}/predict``        ``{"instance": {...}}`` or ``{"instances": [...]}``
 - ``POST /v1/models/{name}/versions``       (admin) ``{"path": ...}``: load, warm up, then switch traffic
 - ``GET  /healthz``, ``GET /readyz``, ``GET /metrics`` (Prometheus), ``/openapi.json``, ``/docs``
+  (``/metrics`` and the docs need a key unless listed in ``public_endpoints``; see :mod:`.limits`)
 
 One pure-ASGI middleware does what must happen before a request reaches a route: refuse new work once shutdown
-has begun (503), cap the body (413, by ``Content-Length`` and by counting the streamed bytes), check the key
-(401) and the caller's rate (429 + ``Retry-After``), and write the access-log line (method, path, status,
-latency, key name and the SHA-256 of the body; never the body). Errors are always
+has begun (503), cap the body (413, by ``Content-Length`` and by counting the streamed bytes) and its read time
+(408), check the key (401; 429 for an address with too many failed keys) and the caller's rate (429 +
+``Retry-After``), refuse non-JSON bodies (415), add security headers, turn any unexpected exception into a 500
+that logs no request value, and write the access-log line (method, path, status, latency, key name and an
+HMAC of the body under a per-process secret; never the body). Errors are always
 ``{"error": {"type", "message", "field"}}``.
 """
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import re
+import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -43,9 +46,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shipyard.errors import ShipyardError
 from shipyard.serve.batching import BatcherClosed, MicroBatcher
+from shipyard.serve.limits import (
+    DEFAULT_PUBLIC_ENDPOINTS,
+    BodyDigest,
+    is_json_content_type,
+    parse_public_endpoints,
+    private_paths,
+    security_headers,
+)
 from shipyard.serve.models import (
     NAME_RE,
     LoadedVersion,
+    ModelNotFound,
     ModelSpec,
     instance_model,
     load_version,
@@ -55,7 +67,14 @@ from shipyard.serve.models import (
     response_model,
     same_schema,
 )
-from shipyard.serve.security import ANONYMOUS, KeyAuthenticator, Principal, RateLimiter, retry_after_header
+from shipyard.serve.security import (
+    ANONYMOUS,
+    AuthFailureLimiter,
+    KeyAuthenticator,
+    Principal,
+    RateLimiter,
+    retry_after_header,
+)
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("shipyard.serve.access")
@@ -110,6 +129,7 @@ _STATUS_KINDS = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     409: "conflict",
     413: "payload_too_large",
     415: "unsupported_media_type",
@@ -154,8 +174,10 @@ def _describe(err: dict[str, Any]) -> tuple[str, str, str | None]:
         return kind, (f"missing field {fld!r}" if fld else "the request body is missing"), fld
     if kind == "unknown_field":
         return kind, f"unknown field {fld!r}", fld
+    if kind == "too_many_instances" and fld == "instances":
+        return kind, f"{fld}: {msg}", fld
     if kind == "too_many_instances":
-        return kind, f"{fld or 'instances'}: {msg}", fld
+        kind = "invalid_value"
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
     return kind, (f"{fld}: {msg}" if fld else msg), fld
@@ -233,6 +255,10 @@ class ServeConfig:
     burst: int = 200
     key_cache_ttl_s: float = 30.0
     drain_timeout_s: float = 30.0
+    body_timeout_s: float = 10.0
+    auth_failures_per_s: float = 1.0
+    auth_failure_burst: int = 20
+    public_endpoints: frozenset[str] = frozenset(DEFAULT_PUBLIC_ENDPOINTS)
 
 
 class ServeState:
@@ -247,6 +273,9 @@ class ServeState:
         ttl = config.key_cache_ttl_s
         self.authenticator = KeyAuthenticator(key_store, ttl_s=ttl, negative_ttl_s=min(2.0, ttl)) if key_store else None
         self.limiter = RateLimiter(config.rate_limit_per_s, config.burst)
+        self.auth_failures = AuthFailureLimiter(config.auth_failures_per_s, config.auth_failure_burst)
+        self.private_paths = private_paths(config.public_endpoints)
+        self.body_secret = secrets.token_bytes(32)  # keys the access log's body HMAC; never leaves the process
         self.draining = False
         self.inflight = 0
         self._idle: asyncio.Event | None = None
@@ -361,13 +390,14 @@ class ServeMiddleware:
         path: str = scope.get("path", "")
         method: str = scope.get("method", "GET")
         scope.setdefault("state", {})
-        status_box = {"code": 500}
-        digest = hashlib.sha256()
+        status_box = {"code": 500, "started": False}
+        digest = BodyDigest(state.body_secret)
         n_bytes = 0
 
         async def send_wrapper(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
-                status_box["code"] = message["status"]
+                status_box["code"], status_box["started"] = message["status"], True
+                message = {**message, "headers": [*message.get("headers", []), *security_headers(path)]}
             await send(message)
 
         state.inflight += 1
@@ -383,8 +413,17 @@ class ServeMiddleware:
                 body, response = await self._read_body(scope, receive)
                 digest.update(body)
                 n_bytes = len(body)
-            if response is None and path.startswith(API_PREFIX):
+            if response is None and (path.startswith(API_PREFIX) or path in state.private_paths):
                 response = await self._authenticate(scope)
+            json_body = is_json_content_type(scope.get("headers", []))
+            if response is None and method == "POST" and path.startswith(API_PREFIX) and not json_body:
+                response = error_response(
+                    415,
+                    "unsupported_media_type",
+                    "the body must be JSON: send 'Content-Type: application/json'",
+                    field="Content-Type",
+                    scope=scope,
+                )
             if response is not None:
                 await response(scope, receive, send_wrapper)
                 return
@@ -399,6 +438,12 @@ class ServeMiddleware:
                 return await receive()  # type: ignore[no-any-return]
 
             await self.app(scope, replay, send_wrapper)
+        except Exception as exc:
+            # never re-raised: the server would log a traceback, whose locals and messages may quote the inputs
+            log.error("internal error on %s %s: %s at %s", method, path, type(exc).__name__, _place(exc))
+            if not status_box["started"]:
+                failed = error_response(500, "internal", "internal server error", scope=scope)
+                await failed(scope, receive, send_wrapper)
         finally:
             state.inflight -= 1
             state.metrics.inflight.dec()
@@ -422,8 +467,18 @@ class ServeMiddleware:
                     return b"", too_big()
         chunks: list[bytes] = []
         total = 0
+        deadline = time.monotonic() + self.state.config.body_timeout_s
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), timeout=max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                return b"", error_response(
+                    408,
+                    "request_timeout",
+                    f"the request body did not arrive within {self.state.config.body_timeout_s:g}s",
+                    headers={"Connection": "close"},
+                    scope=scope,
+                )
             if message["type"] == "http.disconnect":
                 return b"", error_response(400, "bad_request", "the client went away", scope=scope)
             chunk = message.get("body", b"")
@@ -468,8 +523,23 @@ class ServeMiddleware:
                     scope=scope,
                 )
             assert state.authenticator is not None
-            principal = await state.authenticator.verify(token.strip())
+            token = token.strip()
+            address = str((scope.get("client") or ("-", 0))[0])
+            principal = state.authenticator.cached(token)
+            if principal is None:  # an unverified key costs a lookup (and maybe a hash): only so many failures
+                blocked = state.auth_failures.blocked_for(address)
+                if blocked > 0:
+                    return error_response(
+                        429,
+                        "too_many_failed_keys",
+                        "too many requests with an invalid API key from this address",
+                        field="Authorization",
+                        headers={"Retry-After": retry_after_header(blocked)},
+                        scope=scope,
+                    )
+                principal = await state.authenticator.verify(token)
             if principal is None:
+                state.auth_failures.record_failure(address)
                 return error_response(
                     401,
                     "unauthorized",
@@ -513,7 +583,7 @@ class ServeMiddleware:
             m.errors.labels(model, kind).inc()
         principal = scope.get("state", {}).get("principal")
         access_log.info(
-            "%s %s %d %.1fms key=%s body_sha256=%s body_bytes=%d",
+            "%s %s %d %.1fms key=%s body_hmac=%s body_bytes=%d",
             method,
             path,
             code,
@@ -528,6 +598,14 @@ class ServeMiddleware:
 class VersionRequest(BaseModel):
     model_config = {"extra": "forbid", "strict": True}
     path: str = Field(..., min_length=1, description="Run or model folder on the server to load as the next version.")
+
+
+def _place(exc: BaseException) -> str:
+    """Where an exception was raised (file:line), without its message: messages may quote request inputs."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb is not None else "?"
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -547,11 +625,17 @@ def create_app(
     key_cache_ttl_s: float = 30.0,
     drain_timeout_s: float = 30.0,
     key_store: Any = None,
+    body_timeout_s: float = 10.0,
+    auth_failures_per_s: float = 1.0,
+    auth_failure_burst: int = 20,
+    public_endpoints: str | list[str] | tuple[str, ...] | None = None,
 ) -> FastAPI:
     """The service for ``models`` (name -> run or model folder). Weights load at start-up (the lifespan).
 
     ``rate_limit_per_s`` <= 0 turns rate limiting off. ``key_store`` may be passed instead of
     ``key_store_path`` (anything with ``verify(plaintext) -> record with .name, .scope | None``).
+    ``public_endpoints``: which of ``docs`` and ``metrics`` need no key (default both; ``"none"``: neither).
+    ``auth_failures_per_s`` <= 0 turns the per-address limit on failed keys off.
     """
     if not models:
         raise ShipyardError("give at least one model to serve", where="models")
@@ -566,6 +650,10 @@ def create_app(
         burst=burst,
         key_cache_ttl_s=key_cache_ttl_s,
         drain_timeout_s=drain_timeout_s,
+        body_timeout_s=body_timeout_s,
+        auth_failures_per_s=auth_failures_per_s,
+        auth_failure_burst=auth_failure_burst,
+        public_endpoints=parse_public_endpoints(public_endpoints),
     )
     audit = None
     if auth:
@@ -662,16 +750,6 @@ def create_app(
             message = f"no route {request.url.path}"
         return error_response(exc.status_code, kind, message, headers=exc.headers, scope=request.scope)
 
-    @app.exception_handler(Exception)
-    async def _internal(request: Request, exc: Exception) -> JSONResponse:
-        # the message may quote the request's inputs, which are never logged: the type and place only
-        tb = exc.__traceback__
-        while tb is not None and tb.tb_next is not None:
-            tb = tb.tb_next
-        place = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb is not None else "?"
-        log.error("internal error on %s: %s at %s", request.url.path, type(exc).__name__, place)
-        return error_response(500, "internal", "internal server error", scope=request.scope)
-
     # ------------------------------------------------------------ probes and metrics
     @app.get("/healthz", tags=["ops"], summary="Liveness: the process answers")
     async def healthz() -> dict[str, str]:
@@ -765,6 +843,14 @@ def create_app(
             previous = slot.current.version if slot.current else None
             try:
                 loaded = await state.load_into(slot, body.path)
+            except (ModelNotFound, OSError) as exc:  # one answer, so the route cannot probe the file system
+                log.warning("model %r: no servable model at %s: %s", name, body.path, exc)
+                raise ApiError(
+                    422,
+                    "load_failed",
+                    "could not load the new version: no readable run or model folder at this path",
+                    field="path",
+                ) from None
             except ShipyardError as exc:
                 log.warning("model %r: new version from %s refused: %s", name, body.path, exc)
                 raise ApiError(422, "load_failed", f"could not load the new version: {exc}", field="path") from None
@@ -801,7 +887,7 @@ def create_app(
 def _add_predict_route(app: FastAPI, state: ServeState, slot: ModelSlot, security: list[Any]) -> None:
     """``POST /v1/models/<name>/predict`` with the model's own request schema."""
     name = slot.name
-    Instance = instance_model(name, slot.spec.features)
+    Instance = instance_model(name, slot.spec.features, slot.spec.image_shape)
     Req = request_model(name, Instance, state.config.max_batch_size)
     Resp = response_model(name, slot.spec.task)
     metrics = state.metrics

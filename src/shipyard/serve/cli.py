@@ -109,11 +109,17 @@ def serve_command(
     burst: Annotated[int, typer.Option(min=1, help="Requests a key may make at once above the rate.")] = 200,
     drain_seconds: Annotated[float, typer.Option(help="On shutdown, wait this long for requests in flight.")] = 30.0,
     access_log: Annotated[
-        bool, typer.Option(help="Log one line per request (key name, status, latency, body hash; never inputs).")
+        bool, typer.Option(help="Log one line per request (key name, status, latency, body HMAC; never inputs).")
     ] = True,
     strict: Annotated[
         bool, typer.Option("--strict", help="Refuse to serve a model flagged needs_retraining (after an erasure).")
     ] = False,
+    public_endpoints: Annotated[
+        str, typer.Option(help="Which of docs,metrics answer without a key ('none': both need one).")
+    ] = "docs,metrics",
+    client_timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds a client may take to send a request's head, and its body.")
+    ] = 10.0,
 ) -> None:
     """Serve models over HTTP (REST, JSON): /v1/models, /v1/models/NAME/predict, /healthz, /readyz, /metrics."""
     import uvicorn
@@ -138,9 +144,19 @@ def serve_command(
         "rate_limit_per_s": rate_limit,
         "burst": burst,
         "drain_timeout_s": drain_seconds,
+        "body_timeout_s": client_timeout,
+        "public_endpoints": public_endpoints,
     }
     store_path = None if no_auth else store
-    uv_log = {"log_config": None, "access_log": False}  # our access log replaces uvicorn's
+    from shipyard.serve.limits import HEAD_TIMEOUT_ENV, HeadTimeoutH11Protocol
+
+    os.environ[HEAD_TIMEOUT_ENV] = str(client_timeout)  # read by the protocol, in every worker
+    uv_log = {
+        "log_config": None,
+        "access_log": False,  # our access log replaces uvicorn's
+        "http": HeadTimeoutH11Protocol,
+        "timeout_keep_alive": 5,
+    }
     if workers > 1:
         os.environ[CONFIG_ENV] = json.dumps(
             {

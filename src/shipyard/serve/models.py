@@ -6,7 +6,9 @@ is preferred when present, else its ``model/``) or a model folder. :func:`read_s
 :func:`load_version` loads the weights and runs a warm-up prediction (slow, in a thread).
 
 Request schemas are generated per model from its feature list with :func:`pydantic.create_model`: numeric
-features are finite floats, categorical and text features strings, image features nested lists of pixel values;
+features are finite floats, categorical and text features strings, image features nested lists of pixel values
+(numbers 0-255) of the model's shape (``[H][W]`` for one channel, ``[H][W][C]`` for more), so a ragged, null,
+NaN or out-of-range image gets a 422 that names the row and column, never a 500;
 unknown fields are refused (``extra="forbid"``) and types are not coerced (``strict``), so a wrong field gets a
 422 that names it.
 """
@@ -23,7 +25,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, model_validator
 
 from shipyard.artifact import META, Artifact, refuse_pickles
 from shipyard.errors import ShipyardError
@@ -34,12 +36,16 @@ NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 PREFERRED_OPTIMIZED = ("optimized/int8", "optimized/onnx")
 
 
+class ModelNotFound(ShipyardError):
+    """No run or model folder at a path (missing, or not one): callers may answer alike for both."""
+
+
 # ---------------------------------------------------------------------------------------------- resolving
 def resolve_model_dir(path: str | Path) -> Path:
     """The artifact folder to serve for ``path`` (a run folder or a model folder)."""
     path = Path(path).expanduser()
     if not path.exists():
-        raise ShipyardError("model path does not exist", where=str(path))
+        raise ModelNotFound("model path does not exist", where=str(path))
     for sub in PREFERRED_OPTIMIZED:
         candidate = path / sub
         meta = candidate / META
@@ -55,7 +61,7 @@ def resolve_model_dir(path: str | Path) -> Path:
         return path / "model"
     if (path / META).is_file():
         return path
-    raise ShipyardError(f"not a run or model folder: no {META} in it, in model/ or in optimized/*/", where=str(path))
+    raise ModelNotFound(f"not a run or model folder: no {META} in it, in model/ or in optimized/*/", where=str(path))
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,14 @@ class ModelSpec:
     @property
     def labels(self) -> list[str] | None:
         return self.meta.get("labels")
+
+    @property
+    def image_shape(self) -> tuple[int, int, int] | None:
+        """(channels, height, width) of an image model's input, when ``shipyard.json`` says."""
+        shape = (self.meta.get("input") or {}).get("image_shape")
+        if isinstance(shape, list) and len(shape) == 3 and all(isinstance(d, int) and d > 0 for d in shape):
+            return (shape[0], shape[1], shape[2])
+        return None
 
     @property
     def backend(self) -> str:
@@ -103,21 +117,53 @@ def read_spec(path: str | Path) -> ModelSpec:
 
 # ---------------------------------------------------------------------------------------------- schemas
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
-ImageValue = list[Any]
+Pixel = Annotated[float, Field(ge=0, le=255, allow_inf_nan=False)]
+
+
+def _rectangular(rows: list[list[Any]]) -> list[list[Any]]:
+    if rows and any(len(r) != len(rows[0]) for r in rows):
+        raise ValueError("every row of the image must have the same length")
+    return rows
+
+
+# an image of unknown shape: rows of pixels, all rows as long
+ImageValue = Annotated[list[list[Pixel]], Field(min_length=1), AfterValidator(_rectangular)]
 FEATURE_TYPES: dict[str, Any] = {"numeric": FiniteFloat, "categorical": str, "text": str, "image": ImageValue}
+
+
+def image_type(shape: tuple[int, int, int] | None) -> Any:
+    """The request type of an image of this (C, H, W) shape: [H][W] pixels for one channel, [H][W][C] for more."""
+    if shape is None:
+        return ImageValue
+    c, h, w = shape
+
+    def exactly(n: int, item: Any) -> Any:
+        return Annotated[list[item], Field(min_length=n, max_length=n)]  # type: ignore[valid-type]
+
+    pixel: Any = Pixel if c == 1 else exactly(c, Pixel)
+    return exactly(h, exactly(w, pixel))
 
 
 def _component_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", name)
 
 
-def instance_model(model_name: str, features: list[dict[str, str]]) -> type[BaseModel]:
+def instance_model(
+    model_name: str, features: list[dict[str, str]], image_shape: tuple[int, int, int] | None = None
+) -> type[BaseModel]:
     """The pydantic model of one input row for a model: one required field per feature."""
     fields: dict[str, Any] = {}
     for feat in features:
         kind = feat["type"]
         desc = f"{kind} feature"
-        fields[feat["name"]] = (FEATURE_TYPES[kind], Field(..., description=desc))
+        if kind == "image":
+            typ = image_type(image_shape)
+            if image_shape is not None:
+                c, h, w = image_shape
+                desc = f"image: {h} rows of {w} pixels" + (f" of {c} channels" if c > 1 else "") + ", each 0-255"
+        else:
+            typ = FEATURE_TYPES[kind]
+        fields[feat["name"]] = (typ, Field(..., description=desc))
     return create_model(  # type: ignore[call-overload,no-any-return]
         f"Instance_{_component_name(model_name)}",
         __config__=ConfigDict(extra="forbid", strict=True),

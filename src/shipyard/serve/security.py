@@ -6,6 +6,12 @@ verified key is cached in memory, under the SHA-256 of its plaintext (never the 
 seconds: a revoked key stops working within that time. A failed check is remembered for ``negative_ttl_s``
 (2 s), so a flood of one bad key costs one scrypt hash per 2 s; concurrent checks of one key share one hash.
 
+Failed authentications are limited per client address (:class:`AuthFailureLimiter`): an address that sent
+``burst`` bad keys may send one more a ``1/rate`` seconds; beyond that its requests get 429 *before* any key
+lookup or hash, unless their key is already in the cache of verified keys (so a legitimate client behind the
+same address keeps working). Together with the store refusing unknown prefixes without hashing, a flood of
+wrong keys costs the server a dictionary lookup per request, not an scrypt.
+
 Rate limiting is a token bucket per key name: ``rate`` tokens a second, at most ``burst`` saved up. A refused
 request learns after how many seconds a token will be there (``Retry-After``).
 """
@@ -54,8 +60,15 @@ class KeyAuthenticator:
         self._cache: dict[str, tuple[Principal | None, float]] = {}
         self._pending: dict[str, asyncio.Future[Principal | None]] = {}
 
+    def cached(self, token: str) -> Principal | None:
+        """The principal of a key verified recently (no hashing beyond one SHA-256), else None."""
+        hit = self._cache.get(_digest(token))
+        if hit is not None and hit[1] > time.monotonic():
+            return hit[0]
+        return None
+
     async def verify(self, token: str) -> Principal | None:
-        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+        digest = _digest(token)
         now = time.monotonic()
         hit = self._cache.get(digest)
         if hit is not None and hit[1] > now:
@@ -86,6 +99,45 @@ class KeyAuthenticator:
         ttl = self.ttl_s if principal is not None else self.negative_ttl_s
         if ttl > 0:
             self._cache[digest] = (principal, now + ttl)
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class AuthFailureLimiter:
+    """Token buckets of failed authentications, keyed by client address."""
+
+    def __init__(self, rate_per_s: float = 1.0, burst: int = 20, max_entries: int = 100_000) -> None:
+        self.rate = float(rate_per_s)
+        self.burst = max(1.0, float(burst))
+        self.max_entries = max_entries
+        self._buckets: dict[str, tuple[float, float]] = {}  # address -> (tokens, last refill time)
+
+    @property
+    def enabled(self) -> bool:
+        return self.rate > 0
+
+    def _tokens(self, address: str, now: float) -> float:
+        tokens, last = self._buckets.get(address, (self.burst, now))
+        return min(self.burst, tokens + (now - last) * self.rate)
+
+    def blocked_for(self, address: str) -> float:
+        """0.0 when this address may try another unknown key, else the seconds until it may."""
+        if not self.enabled:
+            return 0.0
+        tokens = self._tokens(address, time.monotonic())
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
+
+    def record_failure(self, address: str) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if len(self._buckets) >= self.max_entries:  # forget the addresses whose bucket has refilled
+            self._buckets = {a: v for a, v in self._buckets.items() if self._tokens(a, now) < self.burst}
+            if len(self._buckets) >= self.max_entries:
+                self._buckets.clear()
+        self._buckets[address] = (max(0.0, self._tokens(address, now) - 1.0), now)
 
 
 class RateLimiter:

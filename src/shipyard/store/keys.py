@@ -3,7 +3,9 @@
 A key is ``sk_`` followed by 32 URL-safe random characters from :mod:`secrets` (192 bits). It is shown once, by
 :meth:`KeyStore.create`; the database holds only a per-key random salt, an scrypt hash and the first 8 characters
 (``sk_`` + 5) as a non-secret prefix that narrows the lookup. :meth:`KeyStore.verify` recomputes the hash of the
-candidates with that prefix and compares with :func:`hmac.compare_digest`.
+candidates with that prefix and compares with :func:`hmac.compare_digest`. A key whose prefix is not in the store
+is refused before any hashing: the prefix is public (``keys list`` shows it), so hiding which prefixes exist gains
+nothing, while hashing every unknown key would let anyone make the server burn an scrypt per request.
 
 The scrypt cost is modest (n=2**12, r=8, p=1: about 4 MiB and a few ms) because the keys are random, not
 passwords: guessing is hopeless either way, and the server pays the cost on every request. The parameters are
@@ -153,9 +155,6 @@ class KeyStore:
         with self.db.connect() as conn:
             rows = conn.execute("SELECT * FROM api_keys WHERE prefix = ?", (plaintext[:PREFIX_LEN],)).fetchall()
         match: sqlite3.Row | None = None
-        if not rows:
-            # spend the same time as a real check, so timing does not tell which prefixes exist
-            _derive(plaintext, b"\0" * SALT_LEN, _kdf_spec())
         for row in rows:
             if hmac.compare_digest(_derive(plaintext, row["salt"], row["kdf"]), row["key_hash"]):
                 match = row
