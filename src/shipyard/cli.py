@@ -119,14 +119,19 @@ def validate(config: Annotated[Path, typer.Argument(help="Job YAML file.")]) -> 
 def init(
     data: Annotated[Path, typer.Option(help="Data file to infer the starter config from.")],
     target: Annotated[str, typer.Option(help="Target column.")],
-    task: Annotated[str, typer.Option(help="classification or regression.")] = "classification",
+    task: Annotated[
+        str | None, typer.Option(help="classification or regression (default: inferred from the target).")
+    ] = None,
     output: Annotated[Path | None, typer.Option(help="Write here instead of printing.")] = None,
 ) -> None:
     """Write a starter job config inferred from a data file."""
-    from shipyard.data.starter import starter_config
+    from shipyard.data.starter import starter_job
     from shipyard.io import atomic_write_text
 
-    text = starter_config(data, task, target)
+    starter = starter_job(data, task, target)
+    for note in starter.notes:  # on stderr, so `init > job.yaml` still writes clean YAML
+        err_console.print(f"init: {note}", markup=False, highlight=False)
+    text = starter.text
     if output is None:
         sys.stdout.write(text)
     else:
