@@ -71,6 +71,8 @@ def _print_metrics(result: Any) -> None:
     keys = [k for k in ("accuracy", "f1_macro", "log_loss", "roc_auc", "r2", "rmse", "mae") if k in test]
     shown = ", ".join(f"{k}={test[k]:.4f}" for k in keys)
     console.print(f"test: {shown}")
+    for warning in result.metrics.get("warnings", []):  # e.g. a classifier stuck at the majority class
+        console.print(f"WARNING: {warning}", style="bold yellow", markup=False, highlight=False)
     console.print(f"run folder: {result.run_dir}")
     if result.report:
         console.print(f"report: {result.report}")
@@ -111,7 +113,10 @@ def validate(config: Annotated[Path, typer.Argument(help="Job YAML file.")]) -> 
             _err(f"error: {problem.render()}")
         _err(f"{len(exc.problems)} problem(s) in {config}")
         raise typer.Exit(2) from None
-    console.print(f"{config}: valid")
+    from shipyard.data.target import check_target_sample
+
+    checked = check_target_sample(_load(config), base_dir=config.resolve().parent)
+    console.print(f"{config}: valid" + (f" ({checked})" if checked else ""))
 
 
 @app.command()

@@ -8,9 +8,15 @@ catch it before a run starts.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
+from shipyard.config.schema import Job
+from shipyard.data.sources import infer_format, load_source
+from shipyard.data.types import require_columns
 from shipyard.errors import ShipyardError
+from shipyard.settings import expand_path
 
 # a numeric target with more distinct values than this is a quantity, not a set of class ids
 MAX_NUMERIC_CLASSES = 20
@@ -18,6 +24,9 @@ MAX_NUMERIC_CLASSES = 20
 MAX_CLASSES = 100
 # "mostly unique": distinct values per row above this share
 MOSTLY_UNIQUE_SHARE = 0.5
+# `shipyard validate` reads this many rows of a table source; image sources are not read
+SAMPLE_ROWS = 5000
+IMAGE_FORMATS = ("idx", "images", "sklearn_digits")
 
 
 def _as_numbers(series: pd.Series) -> pd.Series | None:
@@ -67,3 +76,20 @@ def check_class_count(series: pd.Series, *, where: str) -> None:
         hint="set `task: regression` if it is a quantity (`shipyard init` without --task picks it), "
         "or point `data.target` at a label column",
     )
+
+
+def check_target_sample(job: Job, *, base_dir: Path, rows: int = SAMPLE_ROWS) -> str | None:
+    """What ``shipyard validate`` checks in the data: the first ``rows`` rows of a table source have the target
+    column, and a classification target is learnable as classes. Returns a one-line note of what was checked, or
+    None for image sources (too costly to read just to validate)."""
+    source = job.data.source
+    path = expand_path(source.path, base_dir) if source.path else None
+    if source.images or infer_format(source, path) in IMAGE_FORMATS:
+        return None
+    limit = rows if source.limit is None else min(rows, source.limit)
+    frame = load_source(source.model_copy(update={"limit": limit}), base_dir=base_dir, field="data.source")
+    where = frame.attrs.get("source")
+    require_columns(frame, [job.data.target], field="data.target", where=where)
+    if job.task == "classification":
+        check_class_count(frame[job.data.target], where=f"{where} (data.target)")
+    return f"data: target {job.data.target!r} checked on the first {len(frame)} rows of {where}"
