@@ -73,6 +73,8 @@ def _print_metrics(result: Any) -> None:
     keys = [k for k in ("accuracy", "f1_macro", "log_loss", "roc_auc", "r2", "rmse", "mae") if k in test]
     shown = ", ".join(f"{k}={test[k]:.4f}" for k in keys)
     console.print(f"test: {shown}")
+    for warning in result.metrics.get("warnings", []):  # e.g. a classifier stuck at the majority class
+        console.print(f"WARNING: {warning}", style="bold yellow", markup=False, highlight=False)
     console.print(f"run folder: {result.run_dir}")
     if result.report:
         console.print(f"report: {result.report}")
@@ -118,7 +120,10 @@ def validate(config: Annotated[Path, typer.Argument(help="Job YAML file.")]) -> 
             _err(f"error: {problem.render()}")
         _err(f"{len(exc.problems)} problem(s) in {config}")
         raise typer.Exit(2) from None
-    console.print(f"{config}: valid")
+    from shipyard.data.target import check_target_sample
+
+    checked = check_target_sample(_load(config), base_dir=config.resolve().parent)
+    console.print(f"{config}: valid" + (f" ({checked})" if checked else ""))
 
 
 @app.command()
@@ -126,14 +131,19 @@ def validate(config: Annotated[Path, typer.Argument(help="Job YAML file.")]) -> 
 def init(
     data: Annotated[Path, typer.Option(help="Data file to infer the starter config from.")],
     target: Annotated[str, typer.Option(help="Target column.")],
-    task: Annotated[str, typer.Option(help="classification or regression.")] = "classification",
+    task: Annotated[
+        str | None, typer.Option(help="classification or regression (default: inferred from the target).")
+    ] = None,
     output: Annotated[Path | None, typer.Option(help="Write here instead of printing.")] = None,
 ) -> None:
     """Write a starter job config inferred from a data file."""
-    from shipyard.data.starter import starter_config
+    from shipyard.data.starter import starter_job
     from shipyard.io import atomic_write_text
 
-    text = starter_config(data, task, target)
+    starter = starter_job(data, task, target)
+    for note in starter.notes:  # on stderr, so `init > job.yaml` still writes clean YAML
+        err_console.print(f"init: {note}", markup=False, highlight=False)
+    text = starter.text
     if output is None:
         sys.stdout.write(text)
     else:

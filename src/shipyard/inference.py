@@ -38,8 +38,9 @@ def _training_source(run_dir: Path | None) -> dict[str, Any]:
     return dict(data.get("test_source") or data.get("source") or {})
 
 
-def read_rows(path: Path, run_dir: Path | None) -> pd.DataFrame:
-    """Read a CSV / TSV / JSONL / Parquet file with the training source's reading options."""
+def read_rows(path: Path, run_dir: Path | None, text_columns: list[str] | None = None) -> pd.DataFrame:
+    """Read a CSV / TSV / JSONL / Parquet file with the training source's reading options; ``text_columns`` (the
+    model's text features) stay strings even when a value is all digits."""
     from shipyard.config.schema import SourceConfig
     from shipyard.data.sources import load_source
 
@@ -52,12 +53,13 @@ def read_rows(path: Path, run_dir: Path | None) -> pd.DataFrame:
     cfg = {k: v for k, v in options.items() if k in keep and v not in (None, [], {})} if same_kind else {}
     if suffix == ".csv" and not options.get("header", True) and same_kind:
         cfg.update(header=False, column_names=options.get("column_names"))
-    return load_source(SourceConfig(path=str(path.resolve()), **cfg), base_dir=Path.cwd(), field="--input")
+    source = SourceConfig(path=str(path.resolve()), **cfg)
+    return load_source(source, base_dir=Path.cwd(), field="--input", text_columns=text_columns or ())
 
 
 def predict_file(run: Path, input_file: Path, output_file: Path | None) -> int:
     artifact = Artifact.load(run)
-    frame = read_rows(input_file, _run_dir_of(artifact.path))
+    frame = read_rows(input_file, _run_dir_of(artifact.path), _text_features(artifact))
     frame = frame.drop(columns=[artifact.meta.get("target")], errors="ignore")
     pred = artifact.predict_frame(frame)
     # built in one go: inserting 150 probability columns one by one fragments the frame (PerformanceWarning)
@@ -80,6 +82,8 @@ def default_output_for(input_file: Path) -> Path:
     """Where `predict` writes when no --output is given: ``<input stem>.predictions.csv`` beside the input."""
     input_file = Path(input_file)
     return input_file.with_name(f"{input_file.stem}.predictions.csv")
+def _text_features(artifact: Artifact) -> list[str]:
+    return [f["name"] for f in artifact.features if f.get("type") == "text"]
 
 
 def write_table(frame: pd.DataFrame, path: Path) -> None:
@@ -108,7 +112,7 @@ def evaluate_run(run: Path, data: Path | None = None) -> dict[str, Any]:
     artifact = Artifact.load(run)
     run_dir = _run_dir_of(artifact.path)
     if data is not None:
-        return evaluate_artifact(artifact, read_rows(data, run_dir))
+        return evaluate_artifact(artifact, read_rows(data, run_dir, _text_features(artifact)))
     if run_dir is None:
         raise ShipyardError("a bare model folder has no stored test split; pass --data", where=str(run))
     stored = run_dir / "splits" / "test.parquet"

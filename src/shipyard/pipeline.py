@@ -148,6 +148,7 @@ def run_job(
 ) -> RunResult:
     """Train, evaluate and package one job. With ``resume`` the run folder must hold a checkpoint."""
     from shipyard.data.prepare import prepare_data
+    from shipyard.evaluation.baseline import baseline_check
     from shipyard.evaluation.metrics import compute_metrics
     from shipyard.training.engine import Engine, read_log
 
@@ -247,6 +248,7 @@ def run_job(
         abstain = _abstain(job, prepared.labels, val, test, predictions)  # out-of-scope rejection (#12)
         if abstain is not None:
             metrics["abstain"] = abstain
+        metrics.update(baseline_check(job.task, metrics))  # "warnings": a classifier stuck at the majority class
         if fit.privacy is not None:  # DP-SGD accounting: epsilon / delta spent (training/privacy.py)
             metrics["privacy"] = fit.privacy
         if job.evaluation.sensitive_features:  # group fairness + post-processing (evaluation/fairness.py)

@@ -22,6 +22,7 @@ from shipyard.data.preprocess import Preprocessor, TextEncoder
 from shipyard.data.sources import load_source
 from shipyard.data.splits import SPLIT_NAMES, split_frame
 from shipyard.data.text import UNKNOWN_TOKEN_WARN_RATE
+from shipyard.data.target import check_class_count
 from shipyard.data.types import check_column_types, infer_column_types, require_columns
 from shipyard.errors import ShipyardError
 from shipyard.models.registry import InputSpec, get_family
@@ -76,9 +77,18 @@ def _check_model_takes(
     job: Job, column_types: dict[str, str], features: list[str], text_encoder: TextEncoder | None
 ) -> None:
     text = [f for f in features if column_types[f] == "text"]
+    family = get_family(job.model.type)
+    if not text and family.input_kinds == ("text",):
+        example = features[0] if len(features) == 1 else "<the text column>"
+        raise ShipyardError(
+            f"model type `{job.model.type}` takes a text column, but no feature is text "
+            f"(inferred types: {', '.join(f'{f}: {column_types[f]}' for f in features)})",
+            where="data.features",
+            hint=f"declare the text column: `data.features: [{{name: {example}, type: text}}]`; a column whose "
+            "values are all numbers is read as numeric unless declared text",
+        )
     if not text:
         return
-    family = get_family(job.model.type)
     if "text" not in family.input_kinds or text_encoder is None:
         raise ShipyardError(
             f"column {text[0]!r} is free text, but model type `{job.model.type}` takes "
@@ -92,11 +102,14 @@ def prepare_data(job: Job, *, base_dir: Path, text_encoder: TextEncoder | None =
     """Run the data stage of ``job``; paths in the config are relative to ``base_dir``."""
     data = job.data
     started = time.perf_counter()
-    frames: dict[str, pd.DataFrame] = {"source": load_source(data.source, base_dir=base_dir, field="data.source")}
-    if data.validation_source is not None:
-        frames["validation"] = load_source(data.validation_source, base_dir=base_dir, field="data.validation_source")
-    if data.test_source is not None:
-        frames["test"] = load_source(data.test_source, base_dir=base_dir, field="data.test_source")
+    # a column declared text is read as strings, so `12345` stays the text "12345" (and `007` keeps its zeros)
+    text = [s.name for s in data.feature_specs() or [] if s.type == "text"]
+    frames: dict[str, pd.DataFrame] = {
+        "source": load_source(data.source, base_dir=base_dir, field="data.source", text_columns=text)
+    }
+    for key, extra_source in (("validation", data.validation_source), ("test", data.test_source)):
+        if extra_source is not None:
+            frames[key] = load_source(extra_source, base_dir=base_dir, field=f"data.{key}_source", text_columns=text)
     for key, frame in frames.items():
         field = "data.target" if key == "source" else f"data.target (in data.{key}_source)"
         require_columns(frame, [data.target], field=field, where=frame.attrs.get("source"))
@@ -114,6 +127,8 @@ def prepare_data(job: Job, *, base_dir: Path, text_encoder: TextEncoder | None =
     main = frames["source"]
     features, declared = _feature_names(job, main)
     column_types = infer_column_types(main, features, data.target, declared)
+    if job.task == "classification":  # a price read as classes is refused here, before any run folder exists
+        check_class_count(main[data.target], where=f"{main.attrs.get('source')} (data.target)")
     _check_model_takes(job, column_types, features, text_encoder)
 
     keep = list(dict.fromkeys([*features, data.target]))

@@ -361,7 +361,11 @@ class Preprocessor:
         self.stats["image.std"] = np.where(std > 0, std, 1.0)
 
     def _texts(self, series: pd.Series) -> list[str]:
-        return [normalise_text(v, self.cleaning.text) if isinstance(v, str) else "" for v in series]
+        # a number in a text column (a JSON request's 12345, a digits-only CSV cell) is the text of that number
+        return [
+            normalise_text(v if isinstance(v, str) else _to_text(v), self.cleaning.text) if _present(v) else ""
+            for v in series
+        ]
 
     # ------------------------------------------------------------------------------------- transform
 
@@ -550,6 +554,13 @@ class Preprocessor:
         pre.stats = {k: np.asarray(v, dtype=np.float64) for k, v in stats.items()}
         pre.fitted = True
         return pre
+
+
+def _present(value: Any) -> bool:
+    """Not a missing value (None, NaN, pd.NA); scalars only, as a text column holds."""
+    return isinstance(value, str) or not (
+        value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
+    )
 
 
 def _numeric_fill(value: float | str | None) -> float:

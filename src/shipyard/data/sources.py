@@ -15,7 +15,7 @@ import gzip
 import io
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any, get_args
 
@@ -78,8 +78,13 @@ def infer_format(cfg: SourceConfig, path: Path | None) -> str:
     )
 
 
-def load_source(cfg: SourceConfig, *, base_dir: Path, field: str = "data.source") -> pd.DataFrame:
-    """Load the rows a source describes. Image-like sources give columns ``image`` and ``label``."""
+def load_source(
+    cfg: SourceConfig, *, base_dir: Path, field: str = "data.source", text_columns: Collection[str] = ()
+) -> pd.DataFrame:
+    """Load the rows a source describes. Image-like sources give columns ``image`` and ``label``.
+
+    ``text_columns`` (columns declared text) stay strings in CSV / TSV files, even when every value is a number
+    (``00123`` keeps its zeros)."""
     path = expand_path(cfg.path, base_dir) if cfg.path else None
     fmt = infer_format(cfg, path)
     log.info("loading %s (%s) for %s", path if path else fmt, fmt, field)
@@ -100,7 +105,7 @@ def load_source(cfg: SourceConfig, *, base_dir: Path, field: str = "data.source"
         else:
             _require_file(path, field)
             if fmt in ("csv", "tsv"):
-                frame = _load_delimited(path, cfg, fmt)
+                frame = _load_delimited(path, cfg, fmt, text_columns)
             elif fmt == "jsonl":
                 frame = _load_jsonl(path, cfg)
             elif fmt == "json":
@@ -158,14 +163,16 @@ def _na_set(cfg: SourceConfig) -> set[str]:
     return {"", *cfg.na_values}
 
 
-def _to_frame(columns: list[str], rows: list[list[str]], cfg: SourceConfig) -> pd.DataFrame:
+def _to_frame(
+    columns: list[str], rows: list[list[str]], cfg: SourceConfig, text_columns: Collection[str] = ()
+) -> pd.DataFrame:
     """Strings -> frame; a column whose every present value is a number becomes numeric."""
     na = _na_set(cfg)
     data: dict[str, Any] = {}
     for i, name in enumerate(columns):
         values = [None if r[i] in na else r[i] for r in rows]
         series = pd.Series(values, dtype="object")
-        data[name] = _maybe_numeric(series)
+        data[name] = series if name in text_columns else _maybe_numeric(series)
     return pd.DataFrame(data)
 
 
@@ -196,7 +203,7 @@ def _header(columns: list[str], cfg: SourceConfig, path: Path) -> list[str]:
     return columns
 
 
-def _load_delimited(path: Path, cfg: SourceConfig, fmt: str) -> pd.DataFrame:
+def _load_delimited(path: Path, cfg: SourceConfig, fmt: str, text_columns: Collection[str] = ()) -> pd.DataFrame:
     text = _decode(path, cfg)
     delimiter = cfg.delimiter or ("\t" if fmt == "tsv" else ",")
     # TSV files such as SST-2 hold raw quotes inside sentences; only CSV uses quoting.
@@ -233,7 +240,7 @@ def _load_delimited(path: Path, cfg: SourceConfig, fmt: str) -> pd.DataFrame:
         raise ShipyardError("file is empty; expected at least one row", where=str(path))
     if not rows:
         raise ShipyardError("file has a header but no data rows", where=str(path))
-    return _to_frame(columns, rows, cfg)
+    return _to_frame(columns, rows, cfg, text_columns)
 
 
 def _load_jsonl(path: Path, cfg: SourceConfig) -> pd.DataFrame:

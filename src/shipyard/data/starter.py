@@ -1,20 +1,24 @@
 """``starter_config``: a commented starter job (YAML) inferred from a data file, for ``shipyard init``-style use.
 
-It looks at a sample of the file (format, Adult-style ", " separators and "?" missing markers, column types) and
-picks a sensible model: an MLP for tables, a small CNN for images. The text always validates as a ``Job``.
+It looks at a sample of the file (format, Adult-style ", " separators and "?" missing markers, column types, the
+task the target suggests) and picks a sensible model: an MLP for tables, a small CNN for images, a fine-tuned
+transformer when the only feature is free text. The text always validates as a ``Job``.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import yaml
 
 from shipyard.config.schema import SourceConfig
 from shipyard.data.sources import infer_format, load_source
-from shipyard.data.types import infer_column_types, require_columns
+from shipyard.data.target import check_class_count, infer_task
+from shipyard.data.types import UNSPACED_SCRIPT, infer_column_types, mean_word_count, require_columns
 from shipyard.errors import ShipyardError
 from shipyard.settings import DATA_DIR_ENV, find_data_dir
 
@@ -64,14 +68,53 @@ def _source_for(data_file: Path) -> dict[str, Any]:
     return source
 
 
-def starter_config(data_file: Path, task: str, target: str) -> str:
+@dataclass(frozen=True)
+class StarterJob:
+    """The YAML text and what was decided on the way (the CLI prints ``notes``)."""
+
+    text: str
+    task: str
+    notes: list[str]
+
+
+def starter_config(data_file: Path, task: str | None, target: str) -> str:
     """A commented YAML job for ``data_file`` predicting ``target``; it validates as a ``Job``."""
+    return starter_job(data_file, task, target).text
+
+
+def _text_model_job(frame: pd.DataFrame, column: str) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """Model, training section and comment lines for a job whose one feature is free text."""
+    texts = frame[column].dropna().astype(str)
+    unspaced = float(texts.str.count(UNSPACED_SCRIPT.pattern).sum()) / max(1, int(texts.str.len().sum()))
+    model = {"type": "transformer", "pretrained": "minilm", "pooling": "mean", "mode": "full"}
+    training = {
+        "optimizer": "adamw",
+        "learning_rate": 0.0001,
+        "weight_decay": 0.01,
+        "schedule": {"name": "linear", "warmup_ratio": 0.1},
+        "batch_size": 32,
+        "epochs": 2,
+        "seed": 0,
+    }
+    comments = [f"# Model: fine-tune the installed all-MiniLM-L6-v2 transformer on the text column {column!r}."]
+    if unspaced > 0.3:
+        comments.append(
+            "# The text is mostly Chinese/Japanese/Thai script: MiniLM's vocabulary is English-first (many characters"
+        )
+        comments.append("# become [UNK]); set `pretrained` to a local multilingual model folder if you have one.")
+    return model, training, comments
+
+
+def starter_job(data_file: Path, task: str | None, target: str) -> StarterJob:
+    """The starter job for ``data_file``; ``task`` None infers it from the target column (see `infer_task`)."""
     from shipyard.config.loader import validate_dict
 
     data_file = Path(data_file)
-    task = task.lower()
-    if task not in ("classification", "regression"):
-        raise ShipyardError(f"task must be classification or regression, got {task!r}", where="task")
+    notes: list[str] = []
+    if task is not None:
+        task = task.lower()
+        if task not in ("classification", "regression"):
+            raise ShipyardError(f"task must be classification or regression, got {task!r}", where="task")
     source = _source_for(data_file)
     sample_cfg = SourceConfig.model_validate({**source, "limit": SAMPLE_ROWS})
     frame = load_source(sample_cfg, base_dir=data_file.parent, field="data.source")
@@ -81,14 +124,23 @@ def starter_config(data_file: Path, task: str, target: str) -> str:
         sample_cfg = SourceConfig.model_validate({**source, "limit": SAMPLE_ROWS})
         frame = load_source(sample_cfg, base_dir=data_file.parent, field="data.source")
     require_columns(frame, [target], field="target", where=str(data_file))
+    task_comment: list[str] = []
+    if task is None:
+        task, reason = infer_task(frame[target])
+        task_comment = [f"# Task {task}, inferred from the data: {reason}."]
+        notes.append(f"task: {task}, inferred: {reason} (pass --task to override)")
+    if task == "classification":
+        check_class_count(frame[target], where=f"{data_file} (target {target!r})")
 
     features = [str(c) for c in frame.columns if c != target]
     types = infer_column_types(frame, features, target)
     text_columns = [c for c in features if types[c] == "text"]
-    # With nothing but free text there is nothing to drop it for: keep it and say it needs a text model.
+    # With nothing but free text there is nothing to drop it for: a transformer takes the (wordiest) text column.
     text_only = bool(text_columns) and len(text_columns) == len(features)
+    text_feature: str | None = None
     if text_only:
-        text_columns = []
+        text_feature = max(text_columns, key=lambda c: mean_word_count(frame[c].dropna().astype(str)))
+        text_columns = [c for c in text_columns if c != text_feature]
     is_image = any(types[c] == "image" for c in features)
     model: dict[str, Any] = (
         {"type": "cnn", "channels": [32, 64], "dropout": 0.25} if is_image else {"type": "mlp", "hidden": [128, 64]}
@@ -103,13 +155,19 @@ def starter_config(data_file: Path, task: str, target: str) -> str:
         data["drop_columns"] = text_columns
     if is_image:
         data["augmentation"] = {"shift": 0.1, "rotation": 10.0, "scale": 0.1}
-    training = {
+    training: dict[str, Any] = {
         "optimizer": "adamw",
         "learning_rate": 0.001,
         "batch_size": 64 if not is_image else 128,
         "epochs": 10,
         "seed": 0,
     }
+    model_comments = ["# Model: " + ("a small CNN for images." if is_image else "an MLP for tabular features.")]
+    if text_feature is not None:
+        data["cleaning"] = {"text_missing": "drop"}
+        data["text"] = {"max_length": 128}
+        model, training, model_comments = _text_model_job(frame, text_feature)
+        notes.append(f"model: transformer on the free-text column {text_feature!r}")
     job = {"task": task, "name": data_file.stem, "data": data, "model": model, "training": training}
     validate_dict(job, file=f"starter config for {data_file}")
 
@@ -125,6 +183,7 @@ def starter_config(data_file: Path, task: str, target: str) -> str:
         f"# Starter job for {data_file.name}, inferred from its first {len(frame)} rows.",
         f"# Column types found ({counts}); check them, then run it. Every key is documented in",
         "# shipyard/config/schema.py.",
+        *task_comment,
         block("task", task) + block("name", data_file.stem).rstrip(),
         "",
         "# Data: where rows come from, the column to predict, the feature types and the split.",
@@ -132,20 +191,25 @@ def starter_config(data_file: Path, task: str, target: str) -> str:
     if markers:
         lines.append(f"# {', '.join(map(repr, markers))} in the file are read as missing values (na_values).")
     if text_columns:
-        lines.append(f"# Free-text columns {text_columns} are dropped: tabular models cannot use them.")
-    if text_only:
-        lines.append("# Every feature is free text: this needs a text model (a transformer family); an MLP")
-        lines.append("# cannot take raw text, so change `model.type` once a text model is available.")
+        what = "other free-text columns" if text_feature else "Free-text columns"
+        lines.append(
+            f"# {what} {text_columns} are dropped: "
+            + ("a text model takes one text column." if text_feature else "tabular models cannot use them.")
+        )
+    if text_feature is not None:
+        lines.append("# Rows with an empty text are dropped (cleaning.text_missing) and counted in the data summary.")
     if is_image:
         lines.append("# Images: light augmentation (shift / rotation / scale) is on for training batches.")
     lines += [
         block("data", data).rstrip(),
         "",
-        "# Model: " + ("a small CNN for images." if is_image else "an MLP for tabular features."),
+        *model_comments,
         block("model", model).rstrip(),
         "",
         "# Training: the seed also fixes the split unless data.split.seed is set.",
         block("training", training).rstrip(),
         "",
     ]
-    return "\n".join(lines)
+    for note in notes:
+        log.info("init: %s", note)
+    return StarterJob(text="\n".join(lines), task=task, notes=notes)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import re
 from collections.abc import Iterable
 
 import numpy as np
@@ -24,6 +25,13 @@ NUMERIC_SHARE = 0.9
 # text: free-form sentences, told apart from categorical levels by word count and variety
 TEXT_MIN_MEAN_WORDS = 4.0
 TEXT_MIN_UNIQUE_SHARE = 0.5
+# Scripts written without spaces between words (Chinese, Japanese kana, Thai, Lao, Khmer, Myanmar): a
+# whitespace split sees a whole review as one word, so each of their characters counts as half a word instead
+# (a Chinese word is about two characters long).
+UNSPACED_SCRIPT = re.compile(
+    "[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"
+)
+CHARS_PER_UNSPACED_WORD = 2.0
 
 
 def require_columns(frame: pd.DataFrame, names: Iterable[str], *, field: str, where: str | None = None) -> None:
@@ -60,11 +68,21 @@ def infer_type(series: pd.Series) -> str:
     if parsed.notna().mean() >= NUMERIC_SHARE:
         return "numeric"
     as_text = present.astype(str)
-    mean_words = float(as_text.str.split().str.len().mean())
+    mean_words = float(mean_word_count(as_text))
     unique_share = as_text.nunique() / len(as_text)
     if mean_words >= TEXT_MIN_MEAN_WORDS or (unique_share >= TEXT_MIN_UNIQUE_SHARE and mean_words >= 2.5):
         return "text"
     return "categorical"
+
+
+def mean_word_count(texts: pd.Series) -> float:
+    """Mean words per value in any script: whitespace-separated words, plus half a word per character of a script
+    written without spaces (so a 100-character Chinese review counts as about 50 words, not one)."""
+    if texts.empty:
+        return 0.0
+    spaced = texts.str.replace(UNSPACED_SCRIPT, " ", regex=True).str.split().str.len()
+    unspaced = texts.str.count(UNSPACED_SCRIPT.pattern) / CHARS_PER_UNSPACED_WORD
+    return float((spaced + unspaced).mean())
 
 
 def infer_column_types(

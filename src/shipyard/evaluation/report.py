@@ -534,6 +534,9 @@ def write_report(
         cards.append({"name": "test rows", "value": _format_value(test["n"])})
 
     sections: list[tuple[str, str]] = []
+    if metrics.get("warnings"):  # e.g. a classifier that ends at the majority-class baseline (evaluation/baseline.py)
+        items = "".join(f"<li>{html.escape(str(w))}</li>" for w in metrics["warnings"])
+        sections.append(("Warnings", f'<ul class="warnings">{items}</ul>'))
     metrics_html = _metrics_table(splits)
     sections.append(("Metrics", metrics_html or '<p class="note">No metrics recorded.</p>'))
     sections.append(("Learning curves", _learning_curves(train_log or [])))

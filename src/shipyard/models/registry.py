@@ -105,6 +105,10 @@ def build_model(name: str, params: dict[str, Any], spec: InputSpec) -> nn.Module
         raise ShipyardError(
             f"model type `{name}` takes {'/'.join(family.input_kinds)} inputs, but the data is {spec.kind}",
             where="model.type",
+            hint="declare the text column in the job: `data.features: [{name: <column>, type: text}]` (a column of "
+            "numbers is read as numeric unless declared text)"
+            if family.input_kinds == ("text",)
+            else None,
         )
     return family.build(family.params.model_validate(params), spec)
 
