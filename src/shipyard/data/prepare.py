@@ -21,8 +21,8 @@ from shipyard.data.cleaning import clean_frame, count_clipped
 from shipyard.data.preprocess import Preprocessor, TextEncoder
 from shipyard.data.sources import load_source
 from shipyard.data.splits import SPLIT_NAMES, split_frame
-from shipyard.data.text import UNKNOWN_TOKEN_WARN_RATE
 from shipyard.data.target import check_class_count
+from shipyard.data.text import UNKNOWN_TOKEN_WARN_RATE
 from shipyard.data.types import check_column_types, infer_column_types, require_columns
 from shipyard.errors import ShipyardError
 from shipyard.models.registry import InputSpec, get_family
