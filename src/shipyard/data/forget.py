@@ -26,6 +26,7 @@ import pandas as pd
 from pandas.errors import UndefinedVariableError
 
 from shipyard.errors import ShipyardError
+from shipyard.io import atomic_write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +93,7 @@ def forget(run_dir: str | Path, where: str, *, actor: str = "shipyard-cli") -> d
         if not removed[name]:
             continue
         kept = frames[name].loc[~mask.to_numpy()].reset_index(drop=True)
-        tmp = paths[name].with_suffix(".parquet.tmp")
-        kept.to_parquet(tmp, index=False)
-        tmp.replace(paths[name])
+        atomic_write_parquet(paths[name], kept, private=True)  # raw rows stay 0600
     total = sum(removed.values())
     columns = sorted({c for f in frames.values() for c in _columns_used(where, [str(x) for x in f.columns])})
 
