@@ -76,8 +76,9 @@ def _atomic(path: Path, write: Callable[[Path], None], *, private: bool = False)
     except OSError as exc:
         raise (storage_error(exc, path) or exc) from exc
     try:
-        os.chmod(tmp, file_mode(private))  # mkstemp makes 0600; honour the umask unless the data is private
         write(Path(tmp))
+        # mkstemp makes 0600 (and some writers recreate the file): honour the umask unless the data is private
+        os.chmod(tmp, file_mode(private))
         os.replace(tmp, path)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
