@@ -145,13 +145,22 @@ def test_identical_jobs_in_the_same_second_get_different_ids(tmp_path: Path) -> 
     assert len(ids) == 20
 
 
-def test_a_second_job_cannot_write_into_a_claimed_folder(tmp_path: Path) -> None:
+def test_a_second_job_cannot_write_into_a_claimed_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shipyard.data.prepare as prepare
+
     run_dir = tmp_path / "runs" / "claimed"
-    run_dir.mkdir(parents=True)
-    (run_dir / ".incomplete").touch()  # another job has claimed it (it is still preparing its data)
-    job = write_job(tmp_path / "jobs")
-    res = train(job, run_dir)
-    assert res.exit_code == 2 and "run folder" in res.output
+    real = prepare.prepare_data
+
+    def slow_prepare(*args: object, **kwargs: object) -> object:
+        out = real(*args, **kwargs)  # meanwhile another job took the same (empty) folder
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / ".incomplete").write_text("the other job")
+        return out
+
+    monkeypatch.setattr(prepare, "prepare_data", slow_prepare)
+    res = train(write_job(tmp_path / "jobs"), run_dir)
+    assert res.exit_code == 2 and "another job" in res.output
+    assert sorted(p.name for p in run_dir.iterdir()) == [".incomplete"]  # nothing written into its folder
 
 
 def test_optimize_removes_what_a_killed_optimize_left(trained: Path, tmp_path: Path) -> None:
