@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from shipyard.errors import ShipyardError
-from shipyard.io import atomic_save_safetensors, atomic_write_json
+from shipyard.io import INCOMPLETE, atomic_save_safetensors, atomic_write_json
 from shipyard.models.registry import InputSpec, build_for_task
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,25 @@ def refuse_pickles(folder: Path) -> None:
             )
 
 
+def refuse_incomplete(path: Path) -> None:
+    """Raise if ``path`` (a run folder, its ``model/`` or ``optimized/<method>/``) belongs to a run that never
+    finished: the pipeline removes the run's ``.incomplete`` marker only after report and model card are written.
+    """
+    path = Path(path)
+    candidates = [path]
+    if path.name == "model":
+        candidates.append(path.parent)
+    elif path.parent.name == "optimized":
+        candidates.append(path.parent.parent)
+    for run_dir in candidates:
+        if (run_dir / INCOMPLETE).exists():
+            raise ShipyardError(
+                "the run did not finish (its report and model card were never written), so its model is not served",
+                where=str(run_dir),
+                hint="look at `shipyard runs show` for the error, then train again or --resume the run",
+            )
+
+
 def save_torch_artifact(
     folder: Path,
     *,
@@ -156,8 +175,14 @@ class Artifact:
 
     # ----------------------------------------------------------- loading
     @classmethod
-    def load(cls, path: str | Path) -> Artifact:
+    def load(cls, path: str | Path, *, allow_incomplete: bool = False) -> Artifact:
+        """The artifact in ``path`` (a model folder, or a run folder: its ``model/``).
+
+        ``allow_incomplete`` is for the pipeline itself, which optimises a run's model before the run is done.
+        """
         path = Path(path)
+        if not allow_incomplete:
+            refuse_incomplete(path)
         if (path / "model" / META).is_file():  # a run folder: use its model
             path = path / "model"
         if not (path / META).is_file():

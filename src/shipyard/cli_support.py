@@ -14,6 +14,7 @@ from typing import Any
 import typer
 
 from shipyard.errors import ShipyardError
+from shipyard.io import storage_error
 
 STATE: dict[str, Any] = {"debug": False}
 
@@ -44,6 +45,10 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except Exception as exc:
             if STATE["debug"]:
                 traceback.print_exc()
+            storage = storage_error(exc)  # a full disk or a read-only folder: the environment, not a bug
+            if storage is not None:
+                _err(f"error: {storage}")
+                raise typer.Exit(2) from None
             _err(f"internal error: {type(exc).__name__}: {exc} (a bug in shipyard; rerun with --debug for details)")
             raise typer.Exit(1) from None
 

@@ -93,7 +93,7 @@ def write_table(frame: pd.DataFrame, path: Path) -> None:
         text = frame.to_csv(index=False, sep="\t" if path.suffix.lower() == ".tsv" else ",")
     else:
         raise ShipyardError("output must end in .csv, .tsv or .jsonl", where=str(path))
-    atomic_write_text(path, text)
+    atomic_write_text(path, text, private=True)  # one prediction per person: private (0600)
 
 
 def evaluate_artifact(artifact: Artifact, frame: pd.DataFrame) -> dict[str, Any]:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +24,14 @@ import yaml
 
 from shipyard.config.schema import Job, TrainingConfig
 from shipyard.errors import ShipyardError
-from shipyard.io import atomic_write_json, atomic_write_text
+from shipyard.io import (
+    INCOMPLETE,
+    RUN_INFO,
+    atomic_write_json,
+    atomic_write_parquet,
+    atomic_write_text,
+    storage_error,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +56,11 @@ def config_hash(job: Job) -> str:
 
 
 def new_run_id(job: Job) -> str:
+    """``<time>-<name>-<config hash>-<random>``: the random part keeps two identical jobs started in the same
+    second apart."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     name = (job.name or job.output.name or f"{job.model.type}-{job.task}").replace(" ", "_").replace("/", "_")
-    return f"{stamp}-{name}-{config_hash(job)[:6]}"
+    return f"{stamp}-{name}-{config_hash(job)[:6]}-{secrets.token_hex(3)}"
 
 
 def resolve_run_dir(job: Job, base_dir: Path, run_dir: Path | None) -> tuple[str, Path]:
@@ -214,15 +225,19 @@ def run_job(
         ctx.close()
         return RunResult(run_id=run_id, run_dir=run_dir, metrics={}, fit=fit)
 
-    run_dir.mkdir(parents=True, exist_ok=True)
+    _claim(run_dir, resume)
     store = _store_for(run_dir)
     chash = config_hash(job)
     if not resume:
         atomic_write_text(run_dir / "config.yaml", dump_config(job, base_dir))
+        # relative data paths resolve against the job file's folder, wherever a later command runs from
+        atomic_write_json(run_dir / RUN_INFO, {"run_id": run_id, "base_dir": str(base_dir.resolve())})
         atomic_write_json(run_dir / "data_summary.json", prepared.summary)
         _save_splits(run_dir, prepared)
     ctx.barrier()
-    if not resume or not _known(store, run_id):
+    if resume and _known(store, run_id):
+        store.reopen_run(run_id)
+    else:
         store.start_run(
             run_id,
             run_dir,
@@ -296,26 +311,57 @@ def run_job(
         if job.optimize:  # compression runs on the finished artifact; its table becomes a report section
             from shipyard.optimize import optimize_run
 
-            optimized = optimize_run(run_dir, job.optimize, base_dir=base_dir, prepared=prepared)
+            optimized = optimize_run(run_dir, job.optimize, base_dir=base_dir, prepared=prepared, allow_incomplete=True)
             if optimized.get("section") is not None:
                 sections.append(optimized["section"])
         report = _write_report(
             job, run_dir, metrics, prepared, read_log(run_dir / "train_log.jsonl"), predictions, test, sections
         )
+        (run_dir / INCOMPLETE).unlink()  # last: only now may the run's model be loaded and served
         store.finish_run(run_id, status="finished", metrics=metrics, duration_s=time.perf_counter() - started)
     except BaseException as exc:
         status = "killed" if isinstance(exc, KeyboardInterrupt) else "failed"
+        reported = storage_error(exc)  # a full disk or a read-only folder is an error to report, not a bug
         try:
             store.finish_run(
-                run_id, status=status, metrics={}, duration_s=time.perf_counter() - started, error=str(exc)[:500]
+                run_id,
+                status=status,
+                metrics={},
+                duration_s=time.perf_counter() - started,
+                error=str(reported or exc)[:500],
             )
-        except ShipyardError:  # never let book-keeping hide the real failure
+        except ShipyardError:  # never let book-keeping hide the real failure (the store may be on the full disk)
             log.warning("could not record the failed run in the store")
+        if reported is not None:
+            raise reported from exc
         raise
     result = RunResult(run_id=run_id, run_dir=run_dir, metrics=metrics, report=report, fit=fit)
     if optimized is not None:
         result.extras["optimize"] = {k: v for k, v in optimized.items() if k != "section"}
     return result
+
+
+def _claim(run_dir: Path, resume: bool) -> None:
+    """Create the run folder and its ``.incomplete`` marker (removed once report and model card are written).
+
+    The marker is created exclusively, so a second job aimed at the same folder fails here instead of writing
+    into the first one's run; loaders refuse a run that still has it (artifact.refuse_incomplete).
+    """
+    marker = run_dir / INCOMPLETE
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if resume:
+            marker.touch()
+        else:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    except FileExistsError:
+        raise ShipyardError(
+            "another job is already writing in this run folder",
+            where=str(run_dir),
+            hint="give each job its own --run-dir",
+        ) from None
+    except OSError as exc:
+        raise (storage_error(exc, run_dir) or exc) from exc
 
 
 def _fit(job: Job, make_engine: Any, engine: Any, model: Any, train: Any, val: Any, run_dir: Path, resume: bool) -> Any:
@@ -356,11 +402,7 @@ def _save_splits(run_dir: Path, prepared: Any) -> None:
         frame = split.frame
         if frame is None or len(frame) == 0:
             continue
-        path = run_dir / "splits" / f"{name}.parquet"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".parquet.tmp")
-        frame.to_parquet(tmp, index=False)
-        tmp.replace(path)
+        atomic_write_parquet(run_dir / "splits" / f"{name}.parquet", frame, private=True)  # raw rows: 0600
 
 
 def _write_report(

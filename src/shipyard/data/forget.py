@@ -31,7 +31,7 @@ from shipyard.data.preprocess import JSON_NAME, MISSING, OTHER
 from shipyard.data.types import _to_text
 from shipyard.data.where import parse_where
 from shipyard.errors import ShipyardError
-from shipyard.io import atomic_write_json
+from shipyard.io import atomic_write_json, atomic_write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -130,9 +130,7 @@ def forget(run_dir: str | Path, where: str, *, actor: str = "shipyard-cli") -> d
         if not removed[name]:
             continue
         kept = frames[name].loc[~mask.to_numpy()].reset_index(drop=True)
-        tmp = paths[name].with_suffix(".parquet.tmp")
-        kept.to_parquet(tmp, index=False)
-        tmp.replace(paths[name])
+        atomic_write_parquet(paths[name], kept, private=True)  # raw rows stay 0600
     if total:
         for model in model_folders(run_dir):
             _mark_model(model, total, levels_replaced)

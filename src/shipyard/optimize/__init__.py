@@ -23,6 +23,8 @@ import difflib
 import html
 import json
 import logging
+import os
+import re
 import shutil
 import tempfile
 import time
@@ -34,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shipyard.errors import ShipyardError
 from shipyard.io import atomic_write_json, atomic_write_text
+from shipyard.store.liveness import process_alive
 
 log = logging.getLogger(__name__)
 
@@ -101,19 +104,22 @@ def optimize_run(
     *,
     base_dir: Path | None = None,
     prepared: Any = None,
+    allow_incomplete: bool = False,
 ) -> dict[str, Any]:
     """Optimise a finished run; returns the trade-off table (also in ``optimized/optimize.json``).
 
-    ``base_dir`` resolves relative data paths in the run's config (default: the working directory);
+    The rows are the run's stored splits; only image runs (which store none) re-read their sources, with
+    ``base_dir`` resolving relative data paths (default: the job file's folder recorded at training time);
     ``prepared`` (a `PreparedData`) skips re-reading the data when the caller already holds it. The returned
     dict carries the report section under ``"section"`` (a `ReportSection`, not written to the JSON file).
+    ``allow_incomplete`` is for the pipeline, which optimises before its run is complete.
     """
     from shipyard.optimize.context import load_run
     from shipyard.optimize.measure import default_threads
 
     config = parse_config(cfg)
     run_dir = Path(run_dir)
-    ctx = load_run(run_dir, base_dir=base_dir, prepared=prepared)
+    ctx = load_run(run_dir, base_dir=base_dir, prepared=prepared, allow_incomplete=allow_incomplete)
     threads = config.threads or default_threads()
     plan = None
     if "distill" in config.methods:
@@ -123,6 +129,7 @@ def optimize_run(
         plan = plan_student(ctx.teacher(), ctx.model_type, ctx.model_params, ctx.spec, ctx.target_scale, config.student)
     out_root = run_dir / OPTIMIZED
     out_root.mkdir(parents=True, exist_ok=True)
+    remove_stale_work(out_root)
     started = time.perf_counter()
     runner = _Runner(ctx, config, threads, out_root)
     try:
@@ -243,7 +250,7 @@ class _Runner:
     # ------------------------------------------------------------------ methods
     def run_method(self, method: str, plan: Any) -> dict[str, Any]:
         row: dict[str, Any] = {"method": method, "status": "ok", "notes": []}
-        work = Path(tempfile.mkdtemp(prefix=f".work-{method}-", dir=self.out_root))
+        work = Path(tempfile.mkdtemp(prefix=f"{_work_prefix()}{method}-", dir=self.out_root))
         dest = self.out_root / method
         tick = time.perf_counter()
         try:
@@ -291,7 +298,7 @@ class _Runner:
     def _fp32_export(self, row: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
         """The original model's fp32 export, done once and shared by `onnx` and `int8` (exports take seconds)."""
         if self._fp32 is None:
-            self._scratch = Path(tempfile.mkdtemp(prefix=".work-export-", dir=self.out_root))
+            self._scratch = Path(tempfile.mkdtemp(prefix=f"{_work_prefix()}export-", dir=self.out_root))
             path = self._scratch / "fp32.onnx"
             probe: dict[str, Any] = {}
             check = self._export(self.ctx.artifact.model, path, probe)
@@ -526,6 +533,29 @@ def _publish(folder: Path, dest: Path) -> Path:
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return dest
+
+
+def _work_prefix() -> str:
+    """Scratch folders are named after this process, so a rerun can tell a dead one's from a live one's."""
+    return f".work-{os.getpid()}-"
+
+
+def remove_stale_work(out_root: Path) -> list[Path]:
+    """Remove scratch folders (``.work-*``, ``.old-*``) that a killed optimisation left behind.
+
+    A ``.work-<pid>-`` folder whose process still runs belongs to a concurrent optimisation and is kept;
+    ``.old-*`` (a published folder renamed aside) and older unnamed ``.work-*`` folders are always leftovers.
+    """
+    removed = []
+    for path in sorted(out_root.glob(".work-*")) + sorted(out_root.glob(".old-*")):
+        match = re.match(r"\.work-(\d+)-", path.name)
+        if match and process_alive(int(match.group(1)), None):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    if removed:
+        log.info("removed %d scratch folder(s) a killed optimisation left in %s", len(removed), out_root)
+    return removed
 
 
 def _remove(path: Path) -> None:

@@ -1,23 +1,27 @@
 """What every optimisation method needs from a finished run, loaded once.
 
 The run's own artifact (``run_dir/model``) is the teacher / original: its torch module, its preprocessor and its
-metadata. The splits are rebuilt from the run's ``config.yaml`` through the normal data layer (or taken from the
-caller, e.g. the pipeline that has just prepared them), so every method sees exactly the rows the run was
-trained and tested on.
+metadata. The splits are the run's stored ``splits/*.parquet`` (tabular and text runs) passed through the run's own
+preprocessor, or rebuilt from its ``config.yaml`` through the normal data layer (image runs, which store none:
+relative paths resolve against the job file's folder recorded in ``run.json``), or taken from the caller (the
+pipeline that has just prepared them), so every method sees exactly the rows the run was trained and tested on.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from torch import nn
 
 from shipyard.errors import ShipyardError
+from shipyard.io import RUN_INFO
 from shipyard.models.registry import InputSpec
 
 log = logging.getLogger(__name__)
@@ -74,7 +78,9 @@ class RunContext:
         return copy.deepcopy(self.artifact.model).eval()
 
 
-def load_run(run_dir: Path, *, base_dir: Path | None = None, prepared: Any = None) -> RunContext:
+def load_run(
+    run_dir: Path, *, base_dir: Path | None = None, prepared: Any = None, allow_incomplete: bool = False
+) -> RunContext:
     from shipyard.artifact import META, Artifact
 
     run_dir = Path(run_dir)
@@ -85,26 +91,29 @@ def load_run(run_dir: Path, *, base_dir: Path | None = None, prepared: Any = Non
             where=str(run_dir),
             hint="optimise a run whose training finished, or train it first with `shipyard train`",
         )
-    artifact = Artifact.load(model_dir)
+    artifact = Artifact.load(model_dir, allow_incomplete=allow_incomplete)
     if artifact.backend != "torch" or artifact.model is None:
         raise ShipyardError("the run's model is not a torch model; nothing to optimise", where=str(model_dir))
+    from shipyard.config.schema import Job
+
+    config = run_dir / "config.yaml"
+    if not config.is_file():
+        raise ShipyardError("the run folder has no config.yaml to rebuild its data from", where=str(run_dir))
+    job = Job.from_yaml(config)
     if prepared is None:
-        from shipyard.config.schema import Job
+        # the rows the run stored (tabular and text): no data source is read again, so neither the working
+        # directory nor a moved source file matters
+        prepared = _prepared_from_splits(run_dir, artifact)
+    if prepared is None:  # image runs keep no splits: rebuild them from the sources, relative to the job's folder
         from shipyard.data.prepare import prepare_data
 
-        config = run_dir / "config.yaml"
-        if not config.is_file():
-            raise ShipyardError("the run folder has no config.yaml to rebuild its data from", where=str(run_dir))
-        job = Job.from_yaml(config)
         # text runs tokenise with the run's own saved encoder, so the rows match what the model was trained on
         encoder = getattr(artifact.preprocessor, "text_encoder", None)
         prepared = prepare_data(
-            job, base_dir=Path(base_dir) if base_dir else Path.cwd(), **({"text_encoder": encoder} if encoder else {})
+            job,
+            base_dir=Path(base_dir) if base_dir else recorded_base_dir(run_dir),
+            **({"text_encoder": encoder} if encoder else {}),
         )
-    else:
-        from shipyard.config.schema import Job
-
-        job = Job.from_yaml(run_dir / "config.yaml")
     spec = InputSpec.from_meta(artifact.meta)
     scale = artifact.meta.get("target_scale")
     return RunContext(
@@ -115,6 +124,46 @@ def load_run(run_dir: Path, *, base_dir: Path | None = None, prepared: Any = Non
         prepared=prepared,
         spec=spec,
         target_scale=(float(scale[0]), float(scale[1])) if scale else None,
+    )
+
+
+def recorded_base_dir(run_dir: Path) -> Path:
+    """The folder the run's relative data paths are relative to, as training recorded it (else the cwd)."""
+    info = Path(run_dir) / RUN_INFO
+    try:
+        return Path(json.loads(info.read_text(encoding="utf-8"))["base_dir"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return Path.cwd()
+
+
+def _prepared_from_splits(run_dir: Path, artifact: Any) -> Any:
+    """The run's stored ``splits/*.parquet`` through its own fitted preprocessor, or None if it stored none."""
+    from shipyard.data.prepare import PreparedData, SplitArrays
+    from shipyard.data.splits import SPLIT_NAMES
+
+    folder = run_dir / "splits"
+    if not (folder / "train.parquet").is_file():
+        return None
+    pre = artifact.preprocessor
+    target = artifact.meta.get("target") or pre.target
+    frames = {n: pd.read_parquet(folder / f"{n}.parquet") for n in SPLIT_NAMES if (folder / f"{n}.parquet").is_file()}
+    empty = frames["train"].iloc[:0]  # a split the run kept no rows of was not stored
+    splits = {}
+    for name in SPLIT_NAMES:
+        frame = frames.get(name, empty)
+        splits[name] = SplitArrays(inputs=pre.transform(frame), target=pre.encode_target(frame[target]), frame=frame)
+    try:
+        summary = json.loads((run_dir / "data_summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        summary = {}
+    log.info("optimising on the run's stored splits: %s", {k: len(v) for k, v in splits.items()})
+    return PreparedData(
+        splits=splits,
+        preprocessor=pre,
+        summary=summary,
+        input_spec=InputSpec.from_meta(artifact.meta),
+        labels=artifact.labels,
+        column_types=dict(pre.column_types),
     )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from shipyard.errors import ShipyardError
+from shipyard.io import PRIVATE_MODE
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +116,15 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        4,
+        "the process that runs each run (dead runs are found by process id and host)",
+        (
+            "ALTER TABLE runs ADD COLUMN pid INTEGER",
+            "ALTER TABLE runs ADD COLUMN host TEXT",
+            "ALTER TABLE runs ADD COLUMN pid_started INTEGER",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
@@ -155,9 +166,30 @@ def loads(text: str | None) -> Any:
     return json.loads(text) if text else {}
 
 
+def _create_private(db_path: Path) -> None:
+    """Create the database file 0600 before SQLite opens it: it holds key hashes, the audit log and run configs.
+
+    SQLite gives the ``-wal`` and ``-shm`` files the main file's mode, so they are private too. A file this user
+    created earlier with a wider mode (older shipyard) is narrowed.
+    """
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(db_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, PRIVATE_MODE))
+    except FileExistsError:
+        for path in (db_path, Path(f"{db_path}-wal"), Path(f"{db_path}-shm")):
+            try:
+                info = path.stat()
+                if info.st_uid == os.getuid() and info.st_mode & 0o077:
+                    path.chmod(PRIVATE_MODE)
+            except OSError:  # gone meanwhile, or not ours to change: SQLite reports real problems
+                continue
+
+
 def _open(db_path: Path) -> sqlite3.Connection:
     try:
         db_path.parent.mkdir(parents=True, exist_ok=True)
+        if not db_path.exists():
+            _create_private(db_path)
         # isolation_level=None: autocommit; transactions are opened explicitly with BEGIN IMMEDIATE.
         conn = sqlite3.connect(db_path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
     except (OSError, sqlite3.Error) as exc:
@@ -215,6 +247,10 @@ class Database:
         with _migrate_lock:
             if self.path in _migrated and self.path.exists():
                 return
+            try:
+                _create_private(self.path)
+            except OSError as exc:
+                raise ShipyardError(f"cannot create the database: {exc}", where=str(self.path)) from exc
             conn = _open(self.path)
             try:
                 mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import logging
 import math
+import socket
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,6 +22,7 @@ from rich.text import Text
 
 from shipyard.errors import ShipyardError
 from shipyard.store.db import DB_FILENAME, Database, dumps, loads, parse_time, utc_now
+from shipyard.store.liveness import process_alive, this_process
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +128,7 @@ class RunStore:
                 raise ShipyardError(f"run {run_id!r} already exists", where="run_id")
             conn.execute(
                 "INSERT INTO runs (run_id, run_dir, name, task, model_type, status, config, config_hash, seed,"
-                " started_at) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)",
+                " started_at, pid, host, pid_started) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run_id,
                     str(run_dir),
@@ -137,9 +139,53 @@ class RunStore:
                     config_hash,
                     int(seed),
                     utc_now(),
+                    *this_process(),
                 ),
             )
         logger.info("run %s started (%s, %s)", run_id, task, model_type)
+
+    def reopen_run(self, run_id: str) -> None:
+        """A resumed run is ``running`` again, owned by this process."""
+        with self.db.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE runs SET status = 'running', error = NULL, finished_at = NULL, pid = ?, host = ?,"
+                " pid_started = ? WHERE run_id = ?",
+                (*this_process(), run_id),
+            )
+            if cursor.rowcount == 0:
+                raise ShipyardError(f"no run {run_id!r} to resume", where="run_id")
+        logger.info("run %s resumed", run_id)
+
+    def reap_dead_runs(self) -> list[str]:
+        """Mark ``killed`` every run still ``running`` whose process on this host is gone; returns their ids.
+
+        A run started on another host is left alone (its process cannot be checked from here).
+        """
+        host = socket.gethostname()
+        with self.db.connect() as conn:
+            rows = conn.execute(
+                "SELECT run_id, pid, pid_started FROM runs WHERE status = 'running' AND host = ?", (host,)
+            ).fetchall()
+        dead = [r for r in rows if r["pid"] is not None and not process_alive(int(r["pid"]), r["pid_started"])]
+        reaped: list[str] = []
+        for row in dead:
+            message = f"the process (pid {row['pid']} on {host}) ended without recording how the run finished"
+            with self.db.transaction() as conn:
+                cursor = conn.execute(
+                    "UPDATE runs SET status = 'killed', error = ?, finished_at = ? WHERE run_id = ? AND"
+                    " status = 'running' AND pid = ?",
+                    (message, utc_now(), row["run_id"], row["pid"]),
+                )
+            if cursor.rowcount:
+                reaped.append(row["run_id"])
+                logger.warning("run %s: %s; marked killed", row["run_id"], message)
+        return reaped
+
+    def _reap_quietly(self) -> None:
+        try:
+            self.reap_dead_runs()
+        except ShipyardError as exc:  # a read-only store still lists runs
+            logger.debug("could not check for dead runs: %s", exc)
 
     def finish_run(
         self,
@@ -207,6 +253,7 @@ class RunStore:
 
     def get(self, run_id_or_prefix: str) -> RunRecord:
         """The run with this id, or the only run whose id starts with it."""
+        self._reap_quietly()
         with self.db.connect() as conn:
             return _record(self._resolve(conn, run_id_or_prefix))
 
@@ -225,6 +272,7 @@ class RunStore:
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
+        self._reap_quietly()
         with self.db.connect() as conn:
             return [_record(row) for row in conn.execute(sql, params).fetchall()]
 
