@@ -21,9 +21,7 @@ __version__ = "0.1.0"
 __all__ = ["Job", "ShipyardError", "__version__", "run", "train"]
 
 
-def run(
-    job: Job, *, run_dir: str | Path | None = None, resume: bool = False, show_progress: bool = False
-) -> RunResult:
+def run(job: Job, *, run_dir: str | Path | None = None, resume: bool = False, show_progress: bool = False) -> RunResult:
     """Train, evaluate and package ``job``; returns a RunResult (metrics, run folder, report). Relative data paths
     start at the job file's folder (``job.base_dir``), or the working directory for a job built in Python."""
     from shipyard.pipeline import run_job  # the pipeline imports torch: only when something runs

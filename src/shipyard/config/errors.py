@@ -129,7 +129,7 @@ def _message(err: Any, loc: tuple[Any, ...], root: type[BaseModel]) -> str:
         given = str(ctx.get("tag", err.get("input")))
         close = _suggest(given, known, cutoff=0.5)
         hint = f"did you mean `{close}`?" if close else f"known types: {', '.join(known)}"
-        return f"unknown {ctx.get('discriminator', 'type').strip(chr(39))} `{given}`; {hint}"
+        return f"unknown {loc[-1]} `{given}`; {hint}"
     if kind == "union_tag_not_found":
         return f"required key `{err.get('ctx', {}).get('discriminator', 'type').strip(chr(39))}` is missing"
     msg = str(err["msg"]).removeprefix("Value error, ")
@@ -157,6 +157,8 @@ def problems_from(
     problems = []
     for err in exc.errors():
         loc, _ = _walk(root, tuple(err["loc"]))
+        if err["type"] == "union_tag_invalid":  # point at the tag itself: `model.type`, its line
+            loc = (*loc, str(err.get("ctx", {}).get("discriminator", "type")).strip("'"))
         full = (*prefix, *loc)
         path = ".".join(str(p) for p in full)
         problems.append(Problem(file, _nearest_line(lines, full), path, _message(err, loc, root)))
