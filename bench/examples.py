@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+import shipyard
 from shipyard.artifact import Artifact
 from shipyard.config import load_job
 
@@ -30,7 +31,7 @@ TARGETS = {
 def run(name: str, root: Path) -> str:
     job = load_job(EXAMPLES / f"{name}.yaml")
     start = time.perf_counter()
-    result = job.run(run_dir=root / name)
+    result = shipyard.run(job, run_dir=root / name)
     seconds = time.perf_counter() - start
     metric, target, rule = TARGETS[name]
     if name == "linear_regression":

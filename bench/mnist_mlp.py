@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+import shipyard
 from shipyard.config.schema import Job
 from shipyard.examples import mnist_sources
 from shipyard.settings import data_dir
@@ -42,7 +43,7 @@ def run_shipyard(mnist: Path, epochs: int, batch_size: int, lr: float) -> tuple[
     job = shipyard_job(mnist, epochs, batch_size, lr)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        result = job.run(run_dir=Path(tmp) / "run")
+        result = shipyard.run(job, run_dir=Path(tmp) / "run")
         seconds = time.perf_counter() - start
     return result.metrics["test"]["accuracy"], seconds
 

@@ -23,6 +23,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import shipyard
 from shipyard.config.schema import Job
 from shipyard.optimize import format_table, optimize_run
 
@@ -54,7 +55,7 @@ def mnist(args: argparse.Namespace) -> list[bool]:
             job.training.epochs = args.mnist_epochs  # a quicker run on a busy machine
         print(f"training {ROOT / 'examples/mnist_cnn.yaml'} -> {run_dir}")
         tick = time.perf_counter()
-        result = job.run(run_dir=run_dir)
+        result = shipyard.run(job, run_dir=run_dir)
         print(f"trained in {time.perf_counter() - tick:.0f} s, test accuracy {result.test['accuracy']:.4f}")
     job = Job.from_yaml(run_dir / "config.yaml")
     prepared = prepare_data(job, base_dir=ROOT / "examples")  # once, shared by every call below

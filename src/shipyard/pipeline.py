@@ -1,6 +1,6 @@
 """One job, one direction of flow: config -> data -> model -> engine -> evaluation -> artifact -> report.
 
-`run_job` is what `shipyard train` and `Job.run()` call. Bad input surfaces before the run folder is created,
+`run_job` is what `shipyard train` and `shipyard.run(job)` call. Bad input surfaces before the run folder is created,
 so a rejected job leaves nothing behind.
 
 Under ``torchrun`` every process runs this function on the same data and trains its shard of each batch

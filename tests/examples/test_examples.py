@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import shipyard
 from shipyard.artifact import Artifact
 from shipyard.config import load_job
 from shipyard.inference import evaluate_run
@@ -23,7 +24,7 @@ def test_example_validates(path: Path) -> None:
 def test_linear_regression_predicts_five(tmp_path: Path) -> None:
     job = load_job(EXAMPLES / "linear_regression.yaml")
     job._base_dir = EXAMPLES
-    result = job.run(run_dir=tmp_path / "line")
+    result = shipyard.run(job, run_dir=tmp_path / "line")
     art = Artifact.load(result.run_dir)
     value = art.predict_frame(pd.DataFrame({"x": [5.0]}))["value"][0]
     assert value == pytest.approx(5.0, abs=0.05)
@@ -31,7 +32,7 @@ def test_linear_regression_predicts_five(tmp_path: Path) -> None:
 
 def test_digits_cnn_reaches_target_and_predict_reproduces_metrics(tmp_path: Path) -> None:
     job = load_job(EXAMPLES / "digits_cnn.yaml")
-    result = job.run(run_dir=tmp_path / "digits")
+    result = shipyard.run(job, run_dir=tmp_path / "digits")
     assert result.metrics["test"]["accuracy"] >= 0.98
     # the saved model and preprocessing, rebuilt from the run's own config, give the same test metrics exactly
     again = evaluate_run(result.run_dir)

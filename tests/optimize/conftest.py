@@ -28,7 +28,7 @@ def _train(root: Path, model: dict[str, Any], epochs: int) -> Path:
     run_dir = root / f"{model['type']}-run"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        job.run(run_dir=run_dir)
+        shipyard.run(job, run_dir=run_dir)
     return run_dir
 
 

@@ -48,7 +48,7 @@ def text_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
     run_dir = root / "run"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        job.run(run_dir=run_dir)
+        shipyard.run(job, run_dir=run_dir)
     return run_dir
 
 

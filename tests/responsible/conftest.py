@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from rai_support import job_dict, make_csv
 
+import shipyard
 from shipyard.config.schema import Job
 
 
@@ -25,7 +26,7 @@ def runs_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _run(raw: dict[str, Any], run_dir: Path) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return Job.model_validate(raw).run(run_dir=run_dir)
+        return shipyard.run(Job.model_validate(raw), run_dir=run_dir)
 
 
 @pytest.fixture(scope="session")

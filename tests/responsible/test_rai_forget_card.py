@@ -13,6 +13,7 @@ import pytest
 from rai_support import job_dict
 from typer.testing import CliRunner
 
+import shipyard
 from shipyard.config.schema import Job
 from shipyard.data.forget import forget
 from shipyard.errors import ShipyardError
@@ -75,7 +76,7 @@ def id_run(synth_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
     raw["training"]["epochs"] = 2
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return Job.model_validate(raw).run(run_dir=tmp_path_factory.mktemp("rai_id") / "id_run")
+        return shipyard.run(Job.model_validate(raw), run_dir=tmp_path_factory.mktemp("rai_id") / "id_run")
 
 
 def test_id_column_is_stored_but_never_a_model_input(id_run: Any) -> None:

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import shipyard
 from shipyard.config.schema import Job
 from shipyard.evaluation.membership import attack_metrics, audit_privacy
 
@@ -51,7 +52,7 @@ def noisy_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         }
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            out[name] = Job.model_validate(raw).run(run_dir=tmp / name)
+            out[name] = shipyard.run(Job.model_validate(raw), run_dir=tmp / name)
     return out
 
 

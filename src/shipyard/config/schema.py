@@ -1,15 +1,24 @@
 """The job schema: one YAML file (or the same dict in Python) describes a whole run.
 
 Every section is a strict pydantic model (unknown keys are errors), so a job is validated once, up front, before
-any data is read. Model parameters are validated against the parameter class that the model family registers,
-which lets later model families add their own keys without touching this file.
+any data is read, and ``shipyard validate`` reports every problem with its YAML line. The larger sections live
+beside this file (``models``, ``privacy``, ``pii``, ``optimize``, ``evaluation``); running a job is
+``shipyard.pipeline.run_job`` (or ``shipyard.run``).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from shipyard.config.errors import validate_section
+from shipyard.config.evaluation import FairnessThresholds
+from shipyard.config.models import ModelConfig
+from shipyard.config.optimize import OptimizeConfig
+from shipyard.config.pii import PIIConfig
+from shipyard.config.privacy import PrivacyConfig
 
 SourceFormat = Literal[
     "csv", "tsv", "jsonl", "json", "parquet", "images", "text_folder", "idx", "sklearn_digits", "delimited_lines"
@@ -19,6 +28,11 @@ ColumnType = Literal["numeric", "categorical", "text", "image", "label"]
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    def with_changes(self, where: str = "", **changes: Any) -> Self:
+        """A copy with ``changes`` applied and validated (``model_copy(update=...)`` would skip the checks);
+        ``where`` names this section in the ConfigError a bad change raises (e.g. ``"training"``)."""
+        return validate_section(type(self), {**self.model_dump(), **changes}, where=where)
 
 
 class SourceConfig(Strict):
@@ -138,7 +152,7 @@ class DataConfig(Strict):
     cleaning: CleaningConfig = Field(default_factory=CleaningConfig)
     augmentation: AugmentationConfig = Field(default_factory=AugmentationConfig)
     text: TextConfig = Field(default_factory=TextConfig)
-    pii: dict[str, Any] | None = None  # validated by shipyard.data.pii when present
+    pii: PIIConfig | None = None  # personal-data step (shipyard.data.pii) when present
     # A record identifier (e.g. a user id) that is never a model input but is kept in the run's stored splits,
     # so erasure requests (`shipyard data forget RUN --where "user_id == 123"`) can find a person's rows.
     id_column: str | None = None
@@ -164,24 +178,6 @@ class DataConfig(Strict):
         if self.features is None:
             return None
         return [FeatureSpec(name=f) if isinstance(f, str) else f for f in self.features]
-
-
-class ModelConfig(BaseModel):
-    """`type` picks a family from the model registry; every other key is that family's parameter."""
-
-    model_config = ConfigDict(extra="allow")
-
-    type: str
-
-    @model_validator(mode="after")
-    def _check_params(self) -> ModelConfig:
-        from shipyard.models.registry import validate_params
-
-        validate_params(self.type, self.params())
-        return self
-
-    def params(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
 
 
 class ScheduleConfig(Strict):
@@ -268,8 +264,8 @@ class AbstainConfig(Strict):
 class EvaluationConfig(Strict):
     metrics: list[str] = Field(default_factory=list)  # extra emphasis; the full set is always computed
     sensitive_features: list[str] = Field(default_factory=list)
-    # responsible AI: limits that flag a fairness gap; validated by shipyard.evaluation.fairness (None: defaults)
-    fairness_thresholds: dict[str, Any] | None = None
+    # responsible AI: limits that flag a fairness gap (shipyard.evaluation.fairness; None: defaults)
+    fairness_thresholds: FairnessThresholds | None = None
     abstain: AbstainConfig | None = None  # classification: reject out-of-scope inputs (None: always answer)
 
 
@@ -280,7 +276,8 @@ class OutputConfig(Strict):
 
 
 class Job(Strict):
-    """A whole job. Build it from YAML with ``Job.from_yaml(path)`` or directly in Python:
+    """A whole job (data only; run it with ``shipyard.run(job)``). Build it from YAML with ``Job.from_yaml(path)``
+    or directly in Python:
 
     >>> job = Job(task="classification", data={"source": {"format": "sklearn_digits"}},
     ...           model={"type": "mlp", "hidden": [64]}, training={"epochs": 2})
@@ -288,7 +285,7 @@ class Job(Strict):
     'mlp'
     """
 
-    _base_dir: Any = PrivateAttr(default=None)
+    _base_dir: Path | None = PrivateAttr(default=None)
 
     task: Literal["classification", "regression"]
     name: str | None = None
@@ -297,26 +294,23 @@ class Job(Strict):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
-    optimize: dict[str, Any] | None = None  # validated by shipyard.optimize when present
-    privacy: dict[str, Any] | None = None  # validated by shipyard.training.privacy when present
+    optimize: OptimizeConfig | None = None  # run by shipyard.optimize when present
+    privacy: PrivacyConfig | None = None  # DP-SGD (shipyard.training.privacy) when present
+
+    @property
+    def base_dir(self) -> Path | None:
+        """The folder of the YAML file the job came from (relative data paths start there); None when built in
+        Python."""
+        return self._base_dir
 
     @classmethod
-    def from_yaml(cls, path: str | Any) -> Job:
+    def from_yaml(cls, path: str | Path) -> Job:
         """Read and validate a job file (every problem reported at once, with lines)."""
         from shipyard.config.loader import load_job
 
         job = load_job(path)
-        from pathlib import Path
-
         job._base_dir = Path(path).resolve().parent
         return job
-
-    def run(self, *, run_dir: Any = None, resume: bool = False, show_progress: bool = False) -> Any:
-        """Train, evaluate and package this job; returns a RunResult (metrics, run folder, report)."""
-        from shipyard.pipeline import run_job
-
-        base = getattr(self, "_base_dir", None)
-        return run_job(self, base_dir=base, run_dir=run_dir, resume=resume, show_progress=show_progress)
 
     @field_validator("task", mode="before")
     @classmethod

@@ -46,28 +46,15 @@ import re
 import string
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from shipyard.config.pii import PII_TYPES, PIIConfig
 from shipyard.errors import ShipyardError
 
 logger = logging.getLogger(__name__)
 
-PIIType = Literal[
-    "email",
-    "phone",
-    "credit_card",
-    "iban",
-    "ipv4",
-    "ipv6",
-    "us_ssn",
-    "cn_resident_id",
-    "url_credentials",
-    "person_name",
-]
-PII_TYPES: tuple[str, ...] = get_args(PIIType)
 
 # Earlier wins when two candidates overlap (then the longer one, then the earlier one).
 _PRIORITY: dict[str, int] = {
@@ -618,33 +605,6 @@ def redact(
     for f in sorted(findings, key=lambda f: f.start, reverse=True):
         out = out[: f.start] + _render_placeholder(placeholder, f.type) + out[f.end :]
     return out
-
-
-class PIIConfig(BaseModel):
-    """The ``data.pii`` step: what to look for, where, and what to do with rows that contain it."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    action: Literal["redact", "drop_rows", "flag"] = "redact"
-    types: list[PIIType] = Field(default_factory=lambda: list(PII_TYPES), min_length=1)
-    columns: list[str] | None = None  # None: every text / categorical (object, string, category) column
-    placeholder: str = "[{TYPE}]"
-
-    @field_validator("placeholder")
-    @classmethod
-    def _placeholder_fields(cls, value: str) -> str:
-        for _, field, _, _ in string.Formatter().parse(value):
-            if field is not None and field not in ("TYPE", "type"):
-                raise ValueError("placeholder may only use the fields {TYPE} and {type}")
-        return value
-
-    @classmethod
-    def from_mapping(cls, raw: dict[str, Any] | None, *, where: str = "data.pii") -> PIIConfig:
-        """Validate the raw ``data.pii`` mapping of a job, turning pydantic errors into a ShipyardError."""
-        from shipyard.config.sections import validate_section
-
-        hint = "pii: {action: redact|drop_rows|flag, types: [...], columns: [...], placeholder: '[{TYPE}]'}"
-        return validate_section(cls, raw, where=where, hint=hint)
 
 
 def _text_columns(frame: pd.DataFrame) -> list[str]:

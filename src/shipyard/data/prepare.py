@@ -116,11 +116,10 @@ def prepare_data(job: Job, *, base_dir: Path, text_encoder: TextEncoder | None =
     # personal data (data/pii.py): the `data.pii` step runs on the loaded rows, before cleaning; counts only
     pii_reports: dict[str, Any] = {}
     if data.pii is not None:
-        from shipyard.data.pii import PIIConfig, apply_pii
+        from shipyard.data.pii import apply_pii
 
-        pii_cfg = PIIConfig.from_mapping(data.pii)
         for key, frame in list(frames.items()):
-            out, pii_reports[key] = apply_pii(frame, pii_cfg)
+            out, pii_reports[key] = apply_pii(frame, data.pii)
             out.attrs.update(frame.attrs)
             frames[key] = out
 

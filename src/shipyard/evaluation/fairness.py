@@ -34,9 +34,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 
-from shipyard.config.sections import validate_section
+from shipyard.config.errors import validate_section
+from shipyard.config.evaluation import FairnessThresholds
 from shipyard.data.types import require_columns
 
 log = logging.getLogger(__name__)
@@ -53,17 +53,7 @@ __all__ = [
 MISSING_GROUP = "(missing)"
 
 
-class FairnessThresholds(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    demographic_parity_difference: float = Field(default=0.1, ge=0, le=1)
-    equalized_odds_difference: float = Field(default=0.1, ge=0, le=1)
-    selection_rate_ratio: float = Field(default=0.8, ge=0, le=1)  # four-fifths rule
-    accuracy_gap: float = Field(default=0.05, ge=0, le=1)
-    min_group_size: int = Field(default=30, ge=1)
-
-
-def parse_thresholds(raw: dict[str, Any] | None) -> FairnessThresholds:
+def parse_thresholds(raw: dict[str, Any] | FairnessThresholds | None) -> FairnessThresholds:
     return validate_section(
         FairnessThresholds,
         raw,

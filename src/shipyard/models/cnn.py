@@ -3,26 +3,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from shipyard.config.models import CNNParams
 from shipyard.models.registry import InputSpec, register
-
-
-class CNNParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    channels: list[int] = Field(default_factory=lambda: [32, 64], min_length=1)
-    convs_per_block: int = Field(default=2, ge=1)
-    kernel_size: int = Field(default=3, ge=1)
-    batch_norm: bool = True
-    pool: Literal["max", "avg", "none"] = "max"
-    dropout: float = Field(default=0.25, ge=0, lt=1)
-    head_hidden: int = Field(default=128, ge=0)  # 0: a single linear layer
-    head_dropout: float = Field(default=0.3, ge=0, lt=1)
-    global_pool: bool = False
 
 
 class CNN(nn.Module):

@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import torch
-from pydantic import BaseModel, ConfigDict
 from torch import nn
 
+from shipyard.config.models import LinearParams
 from shipyard.models.registry import InputSpec, register
-
-
-class LinearParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    bias: bool = True
 
 
 class LinearModel(nn.Module):

@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from shipyard.config.models import MLPParams
 from shipyard.models.registry import InputSpec, register
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU}
-
-
-class MLPParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    hidden: list[int] = Field(default_factory=lambda: [128, 64], min_length=1)
-    activation: Literal["relu", "gelu", "tanh", "silu"] = "relu"
-    dropout: float = Field(default=0.0, ge=0, lt=1)
-    batch_norm: bool = False
 
 
 class MLP(nn.Module):

@@ -1,7 +1,8 @@
-"""The model registry: each family registers a parameter class and a builder under a type name.
+"""The model registry: each family registers a builder (and the input kinds it takes) under a type name.
 
 The engine never imports a family directly; it asks the registry for a module built from the job's parameters and
-the shapes the data layer reports. A later family registers itself here and needs no change anywhere else.
+the shapes the data layer reports. Each family's parameter class is plain data in ``shipyard.config.models``
+(the job schema validates ``model:`` against it); a family registers that class with its builder.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from torch import nn
 
+from shipyard.config.errors import validate_section
 from shipyard.errors import ShipyardError
 
 
@@ -82,21 +84,10 @@ def families() -> list[str]:
     return sorted(_FAMILIES)
 
 
-def validate_params(name: str, params: dict[str, Any]) -> BaseModel:
-    family = get_family(name)
-    try:
-        return family.params.model_validate(params)
-    except ValidationError as exc:
-        parts = []
-        for err in exc.errors():
-            field = ".".join(str(p) for p in err["loc"])
-            if err["type"] == "extra_forbidden":
-                close = difflib.get_close_matches(str(err["loc"][-1]), list(family.params.model_fields), n=1)
-                hint = f"; did you mean `{close[0]}`?" if close else ""
-                parts.append(f"unknown key `{field}` for model type `{name}`{hint}")
-            else:
-                parts.append(f"`{field}`: {err['msg']}")
-        raise ValueError("; ".join(parts)) from None
+def validate_params(name: str, params: dict[str, Any], *, where: str = "model") -> BaseModel:
+    """``params`` checked against the family's parameter class (a ConfigError, which is also a ValueError,
+    naming each bad key under ``where``)."""
+    return validate_section(get_family(name).params, params, where=where)
 
 
 def build_model(name: str, params: dict[str, Any], spec: InputSpec) -> nn.Module:
@@ -110,7 +101,7 @@ def build_model(name: str, params: dict[str, Any], spec: InputSpec) -> nn.Module
             if family.input_kinds == ("text",)
             else None,
         )
-    return family.build(family.params.model_validate(params), spec)
+    return family.build(validate_params(name, params), spec)
 
 
 class TargetScaled(nn.Module):

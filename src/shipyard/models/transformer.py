@@ -25,12 +25,13 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
+from shipyard.config.errors import validate_section
+from shipyard.config.models import TransformerParams
 from shipyard.errors import ShipyardError
 from shipyard.models.registry import InputSpec, register
 
@@ -38,24 +39,6 @@ log = logging.getLogger(__name__)
 
 ENCODER_DIR = "encoder"
 TOKENIZER_DIR = "tokenizer"
-
-
-class TransformerParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    pretrained: str = "minilm"  # alias of the installed all-MiniLM-L6-v2, or a local Hugging Face model folder
-    pooling: Literal["mean", "cls"] = "mean"
-    dropout: float = Field(default=0.1, ge=0, lt=1)  # on the pooled vector (and inside an MLP head)
-    mode: Literal["full", "frozen", "freeze_lower"] = "full"
-    freeze_layers: int = Field(default=0, ge=0)  # freeze_lower: how many of the lowest layers stay fixed
-    layer_lr_decay: float = Field(default=1.0, gt=0, le=1)
-    head_hidden: int = Field(default=0, ge=0)  # 0: a linear head
-    artifact_dir: str | None = None  # set by the artifact loader: build from the files saved there
-
-    @model_validator(mode="after")
-    def _modes(self) -> TransformerParams:
-        if self.freeze_layers and self.mode != "freeze_lower":
-            raise ValueError("freeze_layers only applies with mode: freeze_lower")
-        return self
 
 
 def _offline() -> None:
@@ -280,7 +263,7 @@ def make_text_encoder(params: dict[str, Any] | TransformerParams, text_cfg: Any 
     Text cleaning is left to the preprocessor (it applies ``data.cleaning.text`` at training and serving time)."""
     from shipyard.data.text import TextEncoder, resolve_model_dir
 
-    p = params if isinstance(params, TransformerParams) else TransformerParams.model_validate(params)
+    p = validate_section(TransformerParams, params, where="model")
     if p.artifact_dir:
         art = Path(p.artifact_dir)
         folder = art / TOKENIZER_DIR if (art / TOKENIZER_DIR).is_dir() else art / "text_encoder" / TOKENIZER_DIR

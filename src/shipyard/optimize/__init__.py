@@ -19,7 +19,6 @@ into place only once it has passed its checks.
 
 from __future__ import annotations
 
-import difflib
 import html
 import json
 import logging
@@ -29,18 +28,18 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from shipyard.config.errors import validate_section
+from shipyard.config.optimize import METHODS, OptimizeConfig
 from shipyard.errors import ShipyardError
 from shipyard.io import atomic_write_json, atomic_write_text
 from shipyard.store.liveness import process_alive
 
 log = logging.getLogger(__name__)
 
-METHODS = ("onnx", "int8", "prune", "distill")
 OPTIMIZED = "optimized"
 TABLE_FILE = "optimize.json"
 SECTION_FILE = "optimize_section.html"
@@ -48,54 +47,9 @@ SECTION_FILE = "optimize_section.html"
 __all__ = ["METHODS", "OptimizeConfig", "format_table", "optimize_run", "parse_config", "report_section"]
 
 
-class OptimizeConfig(BaseModel):
-    """The ``optimize:`` section of a job (or the options of ``shipyard optimize``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    methods: list[Literal["onnx", "int8", "prune", "distill"]] = Field(
-        default_factory=lambda: ["onnx", "int8"], min_length=1
-    )
-    sparsity: float = Field(default=0.5, gt=0.0, lt=1.0)  # pruning: fraction of weights / units removed
-    structured: bool = False
-    prune_finetune_epochs: int = Field(default=1, ge=0)
-    finetune_lr_scale: float = Field(default=0.2, gt=0.0, le=1.0)  # fine-tunes start from trained weights
-    student: dict[str, Any] = Field(default_factory=dict)  # layers (transformer), hidden (mlp), channels (cnn)
-    distill_epochs: int | None = Field(default=None, ge=1)  # None: the run's own epoch count
-    temperature: float = Field(default=2.0, gt=0.0)
-    alpha: float = Field(default=0.5, ge=0.0, le=1.0)  # weight of the soft (teacher) term
-    calibration_samples: int = Field(default=256, ge=1)
-    latency_repeats: int = Field(default=100, ge=5)
-    threads: int | None = Field(default=None, ge=1)  # None: min(4, CPU cores)
-    # auto: fused (transformers), then dynamo, then torchscript; see shipyard.optimize.onnx_export
-    exporter: Literal["auto", "dynamo", "torchscript", "fused"] = "auto"
-    parity_tolerance: float = Field(default=1e-4, gt=0.0)  # fp32 export: largest |logit difference|
-    min_int8_agreement: float = Field(default=0.9, ge=0.0, le=1.0)  # int8: top-1 agreement below -> failed row
-
-
 def parse_config(cfg: dict[str, Any] | OptimizeConfig | None) -> OptimizeConfig:
-    """Validate an ``optimize`` section; every problem becomes one ShipyardError naming the field."""
-    if isinstance(cfg, OptimizeConfig):
-        return cfg
-    try:
-        return OptimizeConfig.model_validate(cfg or {})
-    except ValidationError as exc:
-        parts = []
-        for err in exc.errors():
-            loc = [str(p) for p in err["loc"]]
-            field = ".".join(loc)
-            if err["type"] == "extra_forbidden":
-                close = difflib.get_close_matches(loc[-1], list(OptimizeConfig.model_fields), n=1)
-                hint = f"; did you mean `{close[0]}`?" if close else ""
-                parts.append(f"unknown key `{field}`{hint}")
-            elif loc and loc[0] == "methods" and err["type"] == "literal_error":
-                given = str(err.get("input"))
-                close = difflib.get_close_matches(given, METHODS, n=1, cutoff=0.3)
-                hint = f"did you mean `{close[0]}`?" if close else f"known: {', '.join(METHODS)}"
-                parts.append(f"unknown method `{given}`; {hint}")
-            else:
-                parts.append(f"`{field}`: {err['msg']}")
-        raise ShipyardError("; ".join(parts), where="optimize") from None
+    """Validate an ``optimize`` section; every problem becomes one ConfigError naming the field."""
+    return validate_section(OptimizeConfig, cfg, where="optimize")
 
 
 def optimize_run(

@@ -193,7 +193,7 @@ def make_engine(
     from shipyard.training.engine import Engine
 
     train_cfg = ctx.job.training
-    schedule = train_cfg.schedule.model_copy(update={"warmup_steps": 0, "warmup_ratio": 0.0})
+    schedule = train_cfg.schedule.with_changes("training.schedule", warmup_steps=0, warmup_ratio=0.0)
     update: dict[str, Any] = {
         "epochs": max(1, int(epochs)),
         "learning_rate": float(train_cfg.learning_rate) * lr_scale,
@@ -204,7 +204,7 @@ def make_engine(
     }
     if not early_stopping:
         update["early_stopping"] = None
-    cfg = train_cfg.model_copy(update=update)
+    cfg = train_cfg.with_changes("training", **update)
     return Engine(
         cfg,
         ctx.task,

@@ -22,11 +22,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import ValidationError
 from torch import nn
 
 from shipyard.errors import ShipyardError
-from shipyard.models.registry import build_for_task
+from shipyard.models.registry import build_for_task, validate_params
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +52,11 @@ def plan_student(
         model, new_params, desc = _transformer_student(teacher, params, student)
     elif model_type in ("mlp", "cnn"):
         new_params = {**params, **_default_student(model_type, params), **student}
+        validate_params(model_type, new_params, where="optimize.student")  # a ConfigError naming the bad key
         try:
             model = build_for_task(model_type, new_params, spec, target_scale)
-        except (ValidationError, ValueError) as exc:
-            msg = str(exc).splitlines()[0] if not isinstance(exc, ValidationError) else _pydantic_msg(exc)
-            raise ShipyardError(f"invalid student parameters: {msg}", where="optimize.student") from None
+        except ValueError as exc:
+            raise ShipyardError(f"invalid student parameters: {exc}", where="optimize.student") from None
         desc = {k: new_params[k] for k in ("hidden", "channels", "head_hidden") if k in new_params}
     else:
         raise ShipyardError(
@@ -74,14 +73,8 @@ def plan_student(
     return StudentPlan(model, new_params, desc, t, s)
 
 
-def _pydantic_msg(exc: ValidationError) -> str:
-    return "; ".join(f"`{'.'.join(str(p) for p in e['loc'])}`: {e['msg']}" for e in exc.errors())
-
-
 def _default_student(model_type: str, params: dict[str, Any]) -> dict[str, Any]:
     """Half the width by default: a clear size win that usually keeps most of the accuracy."""
-    from shipyard.models.registry import validate_params
-
     full = validate_params(model_type, params).model_dump()
     if model_type == "mlp":
         return {"hidden": [max(1, h // 2) for h in full["hidden"]]}

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as tprune
 
+from shipyard.config.models import CNNParams
 from shipyard.errors import ShipyardError
 from shipyard.models.registry import TargetScaled, build_for_task
 
@@ -153,8 +154,6 @@ def _prune_cnn(
     convs = [m for m in old.features if isinstance(m, nn.Conv2d)]
     norms = [m for m in old.features if isinstance(m, nn.BatchNorm2d)]
     keeps = [_keep(c.weight.abs().sum(dim=(1, 2, 3)), keep_fraction) for c in convs]
-    from shipyard.models.cnn import CNNParams
-
     per_block = CNNParams.model_validate(params).convs_per_block
     # every conv of a block has the block's width, so the block's new width is its (equal) kept count
     new_channels = [len(keeps[b * per_block]) for b in range(len(convs) // per_block)]

@@ -37,48 +37,25 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from shipyard.config.errors import validate_section
+from shipyard.config.privacy import PRIVACY_HINT, DPConfig, PrivacyConfig
 from shipyard.errors import ShipyardError
 
 log = logging.getLogger(__name__)
 
 __all__ = ["DPConfig", "DPSession", "PrivacyConfig", "check_model", "compute_epsilon", "fix_model", "parse_privacy"]
 
-_HINT = (
-    "privacy: {differential_privacy: {target_epsilon: 8, target_delta: 1.0e-5, max_grad_norm: 1.0, "
-    "accountant: prv|rdp}}"
-)
 
-
-class DPConfig(BaseModel):
-    """DP-SGD settings: the (epsilon, delta) budget to meet over the planned steps, and the clipping bound."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    target_epsilon: float = Field(gt=0, le=100)
-    target_delta: float = Field(default=1e-5, gt=0, lt=1)
-    max_grad_norm: float = Field(default=1.0, gt=0)
-    accountant: Literal["prv", "rdp"] = "prv"
-
-
-class PrivacyConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    differential_privacy: DPConfig | None = None
-
-
-def parse_privacy(raw: dict[str, Any] | None, *, where: str = "privacy") -> PrivacyConfig | None:
-    """Validate a job's raw ``privacy`` mapping; every problem becomes one ShipyardError naming the field."""
+def parse_privacy(raw: dict[str, Any] | PrivacyConfig | None, *, where: str = "privacy") -> PrivacyConfig | None:
+    """Validate a job's ``privacy`` section; every problem becomes one ConfigError naming the field."""
     if raw is None:
         return None
-    from shipyard.config.sections import validate_section
-
-    return validate_section(PrivacyConfig, raw, where=where, hint=_HINT)
+    return validate_section(PrivacyConfig, raw, where=where, hint=PRIVACY_HINT)
 
 
 def check_training_config(cfg: Any, dp: DPConfig, world_size: int = 1) -> None:

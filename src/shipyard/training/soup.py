@@ -41,7 +41,7 @@ def ingredient_configs(cfg: TrainingConfig) -> list[TrainingConfig]:
     assert soup is not None
     rates = soup.learning_rates or [cfg.learning_rate]
     return [
-        cfg.model_copy(update={"seed": cfg.seed + i, "learning_rate": rates[i % len(rates)], "soup": None})
+        cfg.with_changes("training", seed=cfg.seed + i, learning_rate=rates[i % len(rates)], soup=None)
         for i in range(soup.ingredients)
     ]
 
@@ -131,7 +131,7 @@ def fit_soup(
 
     states = [load_file(str(folder / f"ingredient-{r['ingredient']}" / "weights.safetensors")) for r in results]
     chosen = list(range(len(states)))
-    engine = make_engine(cfg.model_copy(update={"soup": None}))
+    engine = make_engine(cfg.with_changes("training", soup=None))
     if soup.method == "greedy":
         chosen = _greedy(engine, model, states, results, validation, metric, lower)
     model.load_state_dict(average_state([states[i] for i in chosen]))
