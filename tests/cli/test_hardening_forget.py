@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+import shipyard
 from shipyard.cli import app
 from shipyard.config.schema import Job
 from shipyard.store.runs import RunStore
@@ -64,7 +65,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return Job.model_validate(raw).run(run_dir=root / "runs" / "r1", show_progress=False).run_dir
+        return shipyard.run(Job.model_validate(raw), run_dir=root / "runs" / "r1", show_progress=False).run_dir
 
 
 def _rare_user(run_dir: Path, split: str) -> tuple[int, float, str]:

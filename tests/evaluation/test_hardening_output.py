@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+import shipyard
 from shipyard.cli import app
 from shipyard.config.schema import Job, SplitConfig
 from shipyard.data.splits import split_frame
@@ -55,7 +56,7 @@ def many_class_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         model={"type": "mlp", "hidden": [16]},
         training={"epochs": 3, "batch_size": 55, "learning_rate": 0.01, "device": "cpu", "log_every_steps": 1},
     )
-    result = job.run(run_dir=folder / "run")
+    result = shipyard.run(job, run_dir=folder / "run")
     return {"folder": folder, "csv": csv, "result": result}
 
 
@@ -69,7 +70,7 @@ def regression_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         model={"type": "mlp", "hidden": [8]},
         training={"epochs": 2, "device": "cpu"},
     )
-    return {"folder": folder, "csv": csv, "result": job.run(run_dir=folder / "run")}
+    return {"folder": folder, "csv": csv, "result": shipyard.run(job, run_dir=folder / "run")}
 
 
 # ------------------------------------------------------------------------------------------- tiny jobs
@@ -216,7 +217,7 @@ def abstain_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         training={"epochs": 6, "batch_size": 32, "learning_rate": 0.01, "device": "cpu"},
         evaluation={"abstain": {"target_precision": 0.95}},
     )
-    return {"folder": folder, "test": paths["test"], "result": job.run(run_dir=folder / "run")}
+    return {"folder": folder, "test": paths["test"], "result": shipyard.run(job, run_dir=folder / "run")}
 
 
 def test_out_of_scope_queries_are_rejected_below_a_threshold_calibrated_on_validation(

@@ -182,7 +182,7 @@ def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return Path(job.run(run_dir=tmp_path_factory.mktemp("digits") / "run").run_dir)
+        return Path(shipyard.run(job, run_dir=tmp_path_factory.mktemp("digits") / "run").run_dir)
 
 
 def test_malformed_images_get_422_naming_the_problem_and_no_value_is_logged(
