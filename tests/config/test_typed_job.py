@@ -101,6 +101,8 @@ def _insert_after(text: str, anchor: str, new_line: str) -> tuple[str, int]:
 def _validate(tmp_path: Path, text: str) -> tuple[int, str, Path]:
     cfg = tmp_path / "job.yaml"
     cfg.write_text(text)
+    # validate also reads a sample of the data (the target's class count): a small real file beside the job
+    (tmp_path / "d.csv").write_text("x,sex,label\n" + "".join(f"{i},{'mf'[i % 2]},{i % 2}\n" for i in range(20)))
     result = runner.invoke(app, ["validate", str(cfg)])
     return result.exit_code, result.output, cfg
 
