@@ -9,7 +9,6 @@ reduction of metrics belong to `DistContext`; precision to `Precision`.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import random
@@ -26,14 +25,16 @@ from torch import nn
 
 from shipyard.config.schema import AugmentationConfig, TrainingConfig
 from shipyard.errors import ShipyardError
-from shipyard.io import atomic_save_safetensors, atomic_write_text
+from shipyard.io import atomic_save_safetensors
 from shipyard.training import batching
 from shipyard.training.callbacks import Callback, FitContext, TrainState, builtin_callbacks
-from shipyard.training.checkpoint import capture_rng, load_latest, restore_rng, save_checkpoint
+from shipyard.training.checkpoint import capture_rng, load_latest, rank_rng, restore_rng, save_checkpoint
 from shipyard.training.distributed import DistContext
 from shipyard.training.precision import resolve_precision
 from shipyard.training.progress import TrainProgress
 from shipyard.training.schedules import build_optimizer, build_scheduler
+from shipyard.training.train_log import JsonlLog, truncate_log
+from shipyard.training.train_log import read_log as read_log  # where the pipeline and soups read it
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ class _Run(FitContext):
     scaler: torch.amp.GradScaler = field(init=False)
     train_x: dict[str, torch.Tensor] = field(init=False)
     train_y: torch.Tensor = field(init=False)
-    logger: _JsonlLog = field(init=False)
+    logger: JsonlLog = field(init=False)
     progress: TrainProgress = field(init=False)
 
 
@@ -188,7 +189,7 @@ class Engine:
             self._restore(run)
         run.train_x = batching.to_tensors(train.inputs)
         run.train_y = batching._tensor(np.asarray(train.target))
-        run.logger = _JsonlLog(run_dir / "train_log.jsonl", run.state, enabled=self.ctx.is_main)
+        run.logger = JsonlLog(run_dir / "train_log.jsonl", run.state, enabled=self.ctx.is_main)
         run.progress = TrainProgress(run.total_steps, enabled=self.show_progress, initial=run.state.global_step)
         return run
 
@@ -209,9 +210,9 @@ class Engine:
             if cb.state_key is not None:
                 cb.load_state_dict(payload.get(cb.state_key))
         run.state = TrainState(**payload["state"])
-        restore_rng(self._rank_rng(payload), run.aug_gen)
+        restore_rng(rank_rng(payload, self.ctx.rank, self.ctx.world_size), run.aug_gen)
         if self.ctx.is_main:
-            _truncate_log(run.run_dir / "train_log.jsonl", run.state.log_lines)
+            truncate_log(run.run_dir / "train_log.jsonl", run.state.log_lines)
         log.info("resumed at epoch %d, step %d", run.state.epoch, run.state.global_step)
 
     def _checkpoint(self, run: _Run) -> None:
@@ -383,18 +384,6 @@ class Engine:
             **extras,
         )
 
-    def _rank_rng(self, payload: dict[str, Any]) -> dict[str, Any]:
-        saved = payload.get("rng_by_rank") or [payload["rng"]]
-        if len(saved) != self.ctx.world_size:
-            log.warning(
-                "the checkpoint was written by %d process(es) and is resumed by %d: every rank restarts from rank "
-                "0's random state, so the run goes on but will not match an uninterrupted one bit for bit",
-                len(saved),
-                self.ctx.world_size,
-            )
-            return saved[0]
-        return saved[self.ctx.rank]
-
     def _early_stopping(
         self, val: dict[str, Any], state: TrainState, model: nn.Module, run_dir: Path, epoch: int
     ) -> None:
@@ -446,35 +435,6 @@ class Engine:
         metrics = self.metrics(split.target, outputs)
         metrics["loss"] = loss  # under torchrun every rank scores the whole split: nothing to reduce
         return metrics
-
-
-class _JsonlLog:
-    def __init__(self, path: Path, state: TrainState, enabled: bool) -> None:
-        self.path = path
-        self.state = state
-        self.enabled = enabled
-        path.parent.mkdir(parents=True, exist_ok=True)
-
-    def write(self, entry: dict[str, Any]) -> None:
-        if not self.enabled:
-            return
-        entry = {k: (float(v) if isinstance(v, np.floating) else v) for k, v in entry.items()}
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(entry) + "\n")
-        self.state.log_lines += 1
-
-
-def _truncate_log(path: Path, lines: int) -> None:
-    if not path.is_file():
-        return
-    kept = path.read_text(encoding="utf-8").splitlines()[:lines]
-    atomic_write_text(path, "".join(line + "\n" for line in kept))
-
-
-def read_log(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def finite_or_none(x: float) -> float | None:
