@@ -3,7 +3,8 @@
 Read top to bottom: build the optimiser and schedule, optionally restore a checkpoint, then for each epoch walk
 the (seed, epoch)-determined batch order in groups of `gradient_accumulation` micro-batches, step, log,
 checkpoint; at each epoch's end evaluate, apply early stopping and checkpoint again. Devices, ranks and the
-reduction of metrics belong to `DistContext`; precision to `Precision`.
+reduction of metrics belong to `DistContext`; precision to `Precision`; DP-SGD, the weight average, compile and
+augmentation to the callbacks of training/callbacks.py, which the loop calls at fixed points.
 """
 
 from __future__ import annotations
