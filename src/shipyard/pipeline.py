@@ -415,17 +415,14 @@ def _write_report(
     test: Any,
     sections: list | None = None,
 ) -> Path:
-    # responsible AI: importing these registers their report hooks (privacy, fairness, explanations)
-    from shipyard.evaluation import explain, fairness, text_report  # noqa: F401
     from shipyard.evaluation.model_card import write_model_card
     from shipyard.evaluation.report import write_report
-    from shipyard.training import privacy, soup  # noqa: F401
+    from shipyard.evaluation.sections import build_sections  # privacy, soup, fairness, text, explanations
 
     extra_sections = list(sections or [])
-    for hook in _report_hooks():
-        extra_sections.extend(
-            hook(job=job, run_dir=run_dir, metrics=metrics, prepared=prepared, predictions=predictions)
-        )
+    extra_sections += build_sections(
+        job=job, run_dir=run_dir, metrics=metrics, prepared=prepared, predictions=predictions
+    )
     test_predictions = {
         "y_true": test.target,
         "outputs": predictions.get("test", np.zeros((0,))),
@@ -447,16 +444,3 @@ def _write_report(
     extra = {k: v for k, v in extra.items() if v}
     write_model_card(run_dir, job_config=config, metrics=metrics, summary=prepared.summary, extra=extra)
     return path
-
-
-_HOOKS: list[Any] = []
-
-
-def register_report_hook(hook: Any) -> Any:
-    """Later layers (text, fairness, privacy) add report sections without this module knowing them."""
-    _HOOKS.append(hook)
-    return hook
-
-
-def _report_hooks() -> list[Any]:
-    return list(_HOOKS)

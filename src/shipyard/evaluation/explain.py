@@ -9,7 +9,7 @@
 - Text (the ``transformer`` family): ``LayerIntegratedGradients`` on the encoder's input embeddings toward the
   predicted class, baseline = pad tokens with the special tokens kept, shown as highlighted text.
 
-:func:`explain_run` is ``shipyard explain RUN --input FILE --n 10``; :func:`report_hook` adds a report section
+:func:`explain_run` is ``shipyard explain RUN --input FILE --n 10``; :func:`report_sections` adds a report section
 for every run (sampled explanations; it never fails a run: an error becomes a note). :func:`faithfulness` is the
 deletion check: setting the top-k attributed columns to the baseline should lower the predicted class's
 probability more than setting k random columns; :func:`token_faithfulness` is the same check for text (the top-k
@@ -36,7 +36,7 @@ __all__ = [
     "explain_run",
     "faithfulness",
     "permutation_importance",
-    "report_hook",
+    "report_sections",
     "tabular_attributions",
     "token_attributions",
     "token_faithfulness",
@@ -413,7 +413,7 @@ def explain_run(run_dir: str | Path, input_file: str | Path, n: int = 10) -> lis
     return _explain_inputs(art, art.preprocessor.transform(frame), n)
 
 
-def report_hook(*, job: Any, run_dir: Any, metrics: dict[str, Any], prepared: Any, predictions: Any) -> list[Any]:
+def report_sections(*, job: Any, run_dir: Any, metrics: dict[str, Any], prepared: Any, predictions: Any) -> list[Any]:
     """The report's "Explanations" section: sampled explanations of test rows (+ permutation importance)."""
     from shipyard.evaluation.report import ReportSection
 
@@ -490,12 +490,3 @@ def _report_body(job: Any, run_dir: Path, prepared: Any) -> str:
             parts.append(f"<p><b>test row {int(i)}</b>, predicted {html.escape(str(r['prediction']))}:</p>")
             parts.append(_highlight(r["tokens"]))
     return "".join(parts)
-
-
-def _register() -> None:
-    from shipyard.pipeline import register_report_hook
-
-    register_report_hook(report_hook)
-
-
-_register()

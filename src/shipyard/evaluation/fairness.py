@@ -47,7 +47,7 @@ __all__ = [
     "fairness_metrics",
     "group_report",
     "mitigate_threshold",
-    "report_hook",
+    "report_sections",
 ]
 
 MISSING_GROUP = "(missing)"
@@ -334,7 +334,7 @@ def _chart(col: str, report: dict[str, Any]) -> str:
     return figure_to_img_tag(fig, alt=f"per-group rates by {col}")
 
 
-def report_hook(*, job: Any, run_dir: Any, metrics: dict[str, Any], prepared: Any, predictions: Any) -> list[Any]:
+def report_sections(*, job: Any, run_dir: Any, metrics: dict[str, Any], prepared: Any, predictions: Any) -> list[Any]:
     from shipyard.evaluation.report import ReportSection, table_html
 
     fairness = metrics.get("fairness")
@@ -392,12 +392,3 @@ def report_hook(*, job: Any, run_dir: Any, metrics: dict[str, Any], prepared: An
     elif mit:
         parts.append(f"<p>Mitigation skipped: {html.escape(str(mit.get('skipped')))}</p>")
     return [ReportSection("Fairness", "".join(parts))]
-
-
-def _register() -> None:
-    from shipyard.pipeline import register_report_hook
-
-    register_report_hook(report_hook)
-
-
-_register()

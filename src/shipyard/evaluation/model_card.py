@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from shipyard.evaluation._common import format_value, is_number, plain
+from shipyard.evaluation.splits import metric_splits
 from shipyard.io import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -115,14 +116,6 @@ def _inline(value: Any) -> str:
         # escaped prose, not a code span: a backtick in user data could otherwise break out of the span
         return _md(json.dumps(value, default=str, ensure_ascii=False)) if value else "(none)"
     return _md(format_value(value))
-
-
-def _split_metrics(metrics: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    splits = ("train", "validation", "test")
-    if any(isinstance(metrics.get(k), Mapping) for k in splits):
-        # metrics.json also holds sections that are not splits (training, privacy): they have their own headings
-        return {k: dict(metrics[k]) for k in splits if isinstance(metrics.get(k), Mapping)}
-    return {"test": dict(metrics)} if metrics else {}
 
 
 def _metrics_section(splits: Mapping[str, Mapping[str, Any]]) -> list[str]:
@@ -246,7 +239,7 @@ def write_model_card(
     name = str(job_config.get("name") or _get(job_config, "output", "name") or run_dir.name)
     model_type = str(_get(job_config, "model", "type") or "unknown")
     target = _get(job_config, "data", "target") or summary.get("target") or "unspecified"
-    splits = _split_metrics(metrics)
+    splits = metric_splits(metrics)
 
     source = _get(job_config, "data", "source") or {}
     source_desc = source.get("path") or source.get("images") or source.get("format") or "unspecified"

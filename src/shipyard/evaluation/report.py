@@ -39,6 +39,7 @@ from shipyard.evaluation._common import format_value as _format_value
 from shipyard.evaluation._common import is_number as _is_number
 from shipyard.evaluation._common import plain as _plain
 from shipyard.evaluation.metrics import DEFAULT_ECE_BINS, reliability_bins, to_probabilities
+from shipyard.evaluation.splits import metric_splits
 from shipyard.io import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -446,13 +447,6 @@ def _nested_html(value: Any, depth: int = 0) -> str:
     return html.escape(_format_value(value))
 
 
-def _split_metrics(metrics: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """``{"validation": {...}, "test": {...}}`` as the contract says; a flat dict is taken as test metrics."""
-    if any(isinstance(metrics.get(k), Mapping) for k in ("validation", "test", "train")):
-        return {k: dict(v) for k, v in metrics.items() if isinstance(v, Mapping)}
-    return {"test": dict(metrics)} if metrics else {}
-
-
 def _metrics_table(splits: Mapping[str, Mapping[str, Any]]) -> str:
     names: dict[str, None] = {}
     for values in splits.values():
@@ -521,7 +515,7 @@ def write_report(
     task = str(job_config.get("task") or "unknown").lower()
     model_type = str(_config_get(job_config, "model", "type") or "unknown")
     title = str(job_config.get("name") or _config_get(job_config, "output", "name") or run_dir.name)
-    splits = _split_metrics(metrics)
+    splits = metric_splits(metrics)
     test = splits.get("test") or splits.get("validation") or {}
     predictions = test_predictions or {}
 

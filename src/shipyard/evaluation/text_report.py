@@ -38,7 +38,7 @@ def confident_mistakes(
     ]
 
 
-def report_hook(*, job: Any, run_dir: Any, metrics: dict[str, Any], prepared: Any, predictions: Any) -> list[Any]:
+def report_sections(*, job: Any, run_dir: Any, metrics: dict[str, Any], prepared: Any, predictions: Any) -> list[Any]:
     from shipyard.evaluation.report import ReportSection, figure_to_img_tag, new_figure, table_html
 
     column = text_column(prepared)
@@ -69,12 +69,3 @@ def report_hook(*, job: Any, run_dir: Any, metrics: dict[str, Any], prepared: An
         parts.append(f"<h3>The {len(rows)} most confident mistakes (test split)</h3>")
         parts.append(table_html(rows, columns=["confidence", "true", "predicted", "text"]) if rows else "<p>none</p>")
     return [ReportSection("Text", "\n".join(parts))]
-
-
-def _register() -> None:
-    from shipyard.pipeline import register_report_hook
-
-    register_report_hook(report_hook)
-
-
-_register()

@@ -87,3 +87,17 @@ def load_latest(folder: Path) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a torn or foreign file
         raise ShipyardError(f"checkpoint cannot be read: {exc}", where=str(path)) from None
+
+
+def rank_rng(payload: dict[str, Any], rank: int, world_size: int) -> dict[str, Any]:
+    """This rank's saved random streams; rank 0's (with a warning) when the world size changed since."""
+    saved = payload.get("rng_by_rank") or [payload["rng"]]
+    if len(saved) != world_size:
+        log.warning(
+            "the checkpoint was written by %d process(es) and is resumed by %d: every rank restarts from rank "
+            "0's random state, so the run goes on but will not match an uninterrupted one bit for bit",
+            len(saved),
+            world_size,
+        )
+        return saved[0]
+    return saved[rank]

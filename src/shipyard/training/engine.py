@@ -3,18 +3,18 @@
 Read top to bottom: build the optimiser and schedule, optionally restore a checkpoint, then for each epoch walk
 the (seed, epoch)-determined batch order in groups of `gradient_accumulation` micro-batches, step, log,
 checkpoint; at each epoch's end evaluate, apply early stopping and checkpoint again. Devices, ranks and the
-reduction of metrics belong to `DistContext`; precision to `Precision`.
+reduction of metrics belong to `DistContext`; precision to `Precision`; DP-SGD, the weight average, compile and
+augmentation to the callbacks of training/callbacks.py, which the loop calls at fixed points.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,14 +26,16 @@ from torch import nn
 
 from shipyard.config.schema import AugmentationConfig, TrainingConfig
 from shipyard.errors import ShipyardError
-from shipyard.io import atomic_save_safetensors, atomic_write_text
+from shipyard.io import atomic_save_safetensors
 from shipyard.training import batching
-from shipyard.training.checkpoint import capture_rng, load_latest, restore_rng, save_checkpoint
+from shipyard.training.callbacks import Callback, FitContext, TrainState, builtin_callbacks
+from shipyard.training.checkpoint import capture_rng, load_latest, rank_rng, restore_rng, save_checkpoint
 from shipyard.training.distributed import DistContext
-from shipyard.training.ema import WeightEMA
 from shipyard.training.precision import resolve_precision
 from shipyard.training.progress import RateWindow, TrainProgress
 from shipyard.training.schedules import build_optimizer, build_scheduler
+from shipyard.training.train_log import JsonlLog, truncate_log
+from shipyard.training.train_log import read_log as read_log  # where the pipeline and soups read it
 
 log = logging.getLogger(__name__)
 
@@ -43,24 +45,6 @@ LOWER_IS_BETTER = {"loss", "log_loss", "mse", "rmse", "mae", "ece", "expected_ca
 class SplitLike(Protocol):
     inputs: dict[str, np.ndarray]
     target: np.ndarray
-
-
-@dataclass
-class TrainState:
-    epoch: int = 0
-    group: int = 0  # optimiser steps done in the current epoch
-    global_step: int = 0
-    examples_seen: int = 0
-    best: float | None = None
-    best_epoch: int = -1
-    bad_epochs: int = 0
-    stopped_early: bool = False
-    log_lines: int = 0
-    loss_sum: float = 0.0  # running train loss of the current epoch
-    loss_count: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 @dataclass
@@ -92,6 +76,22 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+@dataclass
+class _Run(FitContext):
+    """One fit's working set: the callbacks' view plus what only the loop touches (built by Engine._start)."""
+
+    run_dir: Path
+    callbacks: list[Callback]
+    lengths: np.ndarray | None
+    scheduler: torch.optim.lr_scheduler.LambdaLR = field(init=False)
+    scaler: torch.amp.GradScaler = field(init=False)
+    train_x: dict[str, torch.Tensor] = field(init=False)
+    train_y: torch.Tensor = field(init=False)
+    logger: JsonlLog = field(init=False)
+    progress: TrainProgress = field(init=False)
+    window: RateWindow = field(init=False)  # the log's rates: wall time since the previous line, evaluation included
+
+
 class Engine:
     """Trains and evaluates any registered model on in-memory arrays."""
 
@@ -107,6 +107,7 @@ class Engine:
         ctx: DistContext | None = None,
         show_progress: bool = True,
         privacy: Any = None,
+        callbacks: Sequence[Callback] = (),
     ) -> None:
         self.cfg = cfg
         self.task = task
@@ -119,6 +120,7 @@ class Engine:
         self.precision = resolve_precision(cfg.precision, self.device)
         self.show_progress = show_progress and self.ctx.is_main
         self.privacy = privacy  # a training.privacy.DPConfig: DP-SGD (Opacus) instead of plain SGD
+        self.extra_callbacks = list(callbacks)  # after the configured ones (training/callbacks.py)
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
 
@@ -147,210 +149,229 @@ class Engine:
         *,
         resume: bool = False,
     ) -> FitResult:
-        cfg = self.cfg
-        run_dir = Path(run_dir)
-        ckpt_dir = run_dir / "checkpoints"
-        seed_everything(cfg.seed)
-        model.to(self.device)
-        net = self.ctx.wrap(model)
-        optimizer = build_optimizer(model, cfg)
-        n = len(train.target)
-        lengths = batching.token_lengths(train.inputs) if cfg.length_bucketing else None
-        per_epoch = batching.steps_per_epoch(n, cfg.batch_size, cfg.gradient_accumulation)
-        total_steps = min(cfg.max_steps or per_epoch * cfg.epochs, per_epoch * cfg.epochs)
-        dp = None
-        if self.privacy is not None:  # DP-SGD hook (training/privacy.py): per-example clipping + noise
-            from shipyard.training.privacy import DPSession
-
-            dp = DPSession(
-                self.privacy, cfg, n=n, total_steps=total_steps, per_epoch=per_epoch, world_size=self.ctx.world_size
-            )
-            net, optimizer = dp.wrap(model, optimizer)
-        if cfg.compile:
-            if dp is not None:
-                raise ShipyardError(
-                    "training.compile cannot be combined with differential privacy (Opacus hooks every layer)",
-                    where="training.compile",
-                    hint="set training.compile: false",
-                )
-            # only the training forward is compiled; checkpoints and evaluation use the plain module, so saved
-            # state dicts carry no compiler prefixes and resume works with or without compile
-            net = torch.compile(net, dynamic=True)
-        scheduler = build_scheduler(optimizer, cfg, total_steps, per_epoch)
-        ema = WeightEMA(model, cfg.ema) if cfg.ema else None
-        scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.needs_scaler)
-        aug_gen = torch.Generator().manual_seed(cfg.seed + 7)
-        state = TrainState()
-        if resume:
-            payload = load_latest(ckpt_dir)
-            model.load_state_dict(payload["model"])
-            optimizer.load_state_dict(payload["optimizer"])
-            scheduler.load_state_dict(payload["scheduler"])
-            scaler.load_state_dict(payload["scaler"])
-            if ema is not None:
-                if "ema" not in payload:
-                    raise ShipyardError(
-                        "the checkpoint has no weight average but training.ema is set",
-                        where="training.ema",
-                        hint="resume with the configuration the run started with",
-                    )
-                ema.load_state_dict(payload["ema"])
-            state = TrainState(**payload["state"])
-            restore_rng(self._rank_rng(payload), aug_gen)
-            if self.ctx.is_main:
-                _truncate_log(run_dir / "train_log.jsonl", state.log_lines)
-            log.info("resumed at epoch %d, step %d", state.epoch, state.global_step)
-        train_t = batching.to_tensors(train.inputs)
-        train_y = batching._tensor(np.asarray(train.target))
-        logger = _JsonlLog(run_dir / "train_log.jsonl", state, enabled=self.ctx.is_main)
-
-        def checkpoint() -> None:
-            # every rank's random streams: under torchrun the ranks draw for different rows
-            rngs = self.ctx.gather(capture_rng(aug_gen))
-            if self.ctx.is_main:
-                payload = {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "state": state.as_dict(),
-                    "rng": rngs[0],
-                }
-                if len(rngs) > 1:
-                    payload["rng_by_rank"] = rngs
-                if ema is not None:
-                    payload["ema"] = ema.state_dict()
-                save_checkpoint(ckpt_dir, payload, cfg.keep_checkpoints)
-            self.ctx.barrier()
-
+        run = self._start(model, train, Path(run_dir), resume)
         history: list[dict[str, Any]] = []
         started = time.perf_counter()
-        seen_at_start = state.examples_seen
-        progress = TrainProgress(total_steps, enabled=self.show_progress, initial=state.global_step)
-        window = RateWindow()  # the log's rates: wall time since the previous line, evaluation included
-        with progress:
-            while state.epoch < cfg.epochs and not state.stopped_early:
-                epoch = state.epoch
-                batches = batching.epoch_batches(
-                    n, cfg.batch_size, cfg.seed, epoch, lengths, min_rows=2 * self.ctx.world_size
+        seen_at_start = run.state.examples_seen
+        with run.progress:
+            while run.state.epoch < self.cfg.epochs and not run.state.stopped_early:
+                self._train_epoch(run)
+                history.append(self._end_epoch(run, validation))
+        return self._finish(run, history, time.perf_counter() - started, seen_at_start)
+
+    def _start(self, model: nn.Module, train: SplitLike, run_dir: Path, resume: bool) -> _Run:
+        """Optimiser, callbacks (which may wrap the module and optimiser), schedule; restored when resuming."""
+        cfg = self.cfg
+        seed_everything(cfg.seed)
+        model.to(self.device)
+        n = len(train.target)
+        per_epoch = batching.steps_per_epoch(n, cfg.batch_size, cfg.gradient_accumulation)
+        net = self.ctx.wrap(model)
+        run = _Run(
+            cfg=cfg,
+            model=model,
+            net=net,
+            optimizer=build_optimizer(model, cfg),
+            n=n,
+            per_epoch=per_epoch,
+            total_steps=min(cfg.max_steps or per_epoch * cfg.epochs, per_epoch * cfg.epochs),
+            world_size=self.ctx.world_size,
+            aug_gen=torch.Generator().manual_seed(cfg.seed + 7),
+            state=TrainState(),
+            restored_best=False,
+            run_dir=run_dir,
+            callbacks=self.callbacks(),
+            lengths=batching.token_lengths(train.inputs) if cfg.length_bucketing else None,
+        )
+        for cb in run.callbacks:
+            cb.on_fit_start(run)
+        run.scheduler = build_scheduler(run.optimizer, cfg, run.total_steps, per_epoch)
+        run.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.needs_scaler)
+        if resume:
+            self._restore(run)
+        run.train_x = batching.to_tensors(train.inputs)
+        run.train_y = batching._tensor(np.asarray(train.target))
+        run.logger = JsonlLog(run_dir / "train_log.jsonl", run.state, enabled=self.ctx.is_main)
+        run.progress = TrainProgress(run.total_steps, enabled=self.show_progress, initial=run.state.global_step)
+        run.window = RateWindow()
+        return run
+
+    def callbacks(self) -> list[Callback]:
+        """The configured callbacks (DP-SGD, compile, EMA, augmentation), then the ones passed to the engine."""
+        return [
+            *builtin_callbacks(self.cfg, privacy=self.privacy, augmentation=self.augmentation),
+            *self.extra_callbacks,
+        ]
+
+    def _restore(self, run: _Run) -> None:
+        payload = load_latest(run.run_dir / "checkpoints")
+        run.model.load_state_dict(payload["model"])
+        run.optimizer.load_state_dict(payload["optimizer"])
+        run.scheduler.load_state_dict(payload["scheduler"])
+        run.scaler.load_state_dict(payload["scaler"])
+        for cb in run.callbacks:
+            if cb.state_key is not None:
+                cb.load_state_dict(payload.get(cb.state_key))
+        run.state = TrainState(**payload["state"])
+        restore_rng(rank_rng(payload, self.ctx.rank, self.ctx.world_size), run.aug_gen)
+        if self.ctx.is_main:
+            truncate_log(run.run_dir / "train_log.jsonl", run.state.log_lines)
+        log.info("resumed at epoch %d, step %d", run.state.epoch, run.state.global_step)
+
+    def _checkpoint(self, run: _Run) -> None:
+        # every rank's random streams: under torchrun the ranks draw for different rows
+        rngs = self.ctx.gather(capture_rng(run.aug_gen))
+        if self.ctx.is_main:
+            payload = {
+                "model": run.model.state_dict(),
+                "optimizer": run.optimizer.state_dict(),
+                "scheduler": run.scheduler.state_dict(),
+                "scaler": run.scaler.state_dict(),
+                "state": run.state.as_dict(),
+                "rng": rngs[0],
+            }
+            if len(rngs) > 1:
+                payload["rng_by_rank"] = rngs
+            for cb in run.callbacks:
+                if cb.state_key is not None:
+                    payload[cb.state_key] = cb.state_dict()
+            save_checkpoint(run.run_dir / "checkpoints", payload, self.cfg.keep_checkpoints)
+        self.ctx.barrier()
+
+    def _train_epoch(self, run: _Run) -> None:
+        """The (seed, epoch)-determined batch order in groups of `gradient_accumulation` micro-batches."""
+        cfg, epoch = self.cfg, run.state.epoch
+        batches = batching.epoch_batches(
+            run.n, cfg.batch_size, cfg.seed, epoch, run.lengths, min_rows=2 * self.ctx.world_size
+        )
+        for cb in run.callbacks:
+            batches = cb.epoch_batches(run, epoch, batches)
+        groups = [batches[i : i + cfg.gradient_accumulation] for i in range(0, len(batches), cfg.gradient_accumulation)]
+        run.net.train()
+        for gi in range(run.state.group, len(groups)):
+            if run.state.global_step >= run.total_steps:
+                break
+            self._train_step(run, groups[gi], gi)
+
+    def _train_step(self, run: _Run, group: list[torch.Tensor], gi: int) -> None:
+        """One optimiser step over a group of micro-batches, then its log line and (maybe) a checkpoint."""
+        cfg, state = self.cfg, run.state
+        group_loss, group_examples, group_tokens = 0.0, 0, 0
+        for mi, micro in enumerate(group):
+            if any(cb.skip_micro_batch(run, micro) for cb in run.callbacks):
+                continue
+            loss, tokens = self._backward(run, group, micro, last=mi == len(group) - 1)
+            group_loss += loss * len(micro)
+            group_examples += len(micro)
+            group_tokens += tokens
+        self._optimizer_step(run)
+        state.global_step += 1
+        state.group = gi + 1
+        state.examples_seen += group_examples
+        state.loss_sum += group_loss
+        state.loss_count += group_examples
+        step_loss = group_loss / max(group_examples, 1)
+        run.progress.step(step_loss, state.epoch + 1, group_examples, group_tokens)
+        run.window.add(group_examples, group_tokens)
+        if state.global_step % cfg.log_every_steps == 0 or state.global_step == 1:
+            rate, tok_rate = run.window.take()
+            entry = {
+                "event": "step",
+                "epoch": state.epoch + 1,
+                "step": state.global_step,
+                "loss": step_loss,
+                "lr": self._base_lr(run),
+                "examples_per_s": rate,
+            }
+            if tok_rate:
+                entry["tokens_per_s"] = tok_rate
+            run.logger.write(entry)
+        if cfg.checkpoint_every_steps and state.global_step % cfg.checkpoint_every_steps == 0:
+            self._checkpoint(run)
+
+    def _backward(self, run: _Run, group: list[torch.Tensor], micro: torch.Tensor, *, last: bool) -> tuple[float, int]:
+        """Forward and backward of this rank's shard of one micro-batch: (its mean loss, its tokens)."""
+        idx = self.ctx.shard(micro)
+        # each rank's loss is a mean over its shard and DDP averages gradients over ranks: weigh the shard by its
+        # size so that the step is the mean over the whole micro-batch
+        weight = len(idx) * self.ctx.world_size / sum(len(m) for m in group)
+        if len(idx) == 0:  # fewer rows than ranks: join the gradient all-reduce with nothing
+            idx, weight = micro[:1], 0.0
+        batch = batching.collate(run.train_x, idx, self.device)
+        target = run.train_y[idx].to(self.device)
+        for cb in run.callbacks:
+            batch = cb.on_train_batch(run, batch)
+        # under torchrun the gradients are exchanged once per optimiser step, not per micro-batch
+        with self.ctx.accumulating(run.net, last=last):
+            with self.precision.autocast():
+                outputs = run.net(**batch)
+                loss = self.loss(outputs, target, training=True)
+            if not torch.isfinite(loss):
+                raise ShipyardError(
+                    f"the training loss became {loss.item()} at epoch {run.state.epoch + 1}, "
+                    f"step {run.state.global_step + 1}",
+                    where="training",
+                    hint="lower training.learning_rate, set training.clip_grad_norm, or check inputs",
                 )
-                if dp is not None:  # DP: Poisson-sampled batches, a pure function of (seed, epoch)
-                    batches = dp.epoch_batches(epoch)
-                epoch_groups = [
-                    batches[i : i + cfg.gradient_accumulation]
-                    for i in range(0, len(batches), cfg.gradient_accumulation)
-                ]
-                net.train()
-                for gi in range(state.group, len(epoch_groups)):
-                    if state.global_step >= total_steps:
-                        break
-                    group = epoch_groups[gi]
-                    group_loss, group_examples, group_tokens = 0.0, 0, 0
-                    for mi, micro in enumerate(group):
-                        if dp is not None and len(micro) == 0:  # DP: an empty Poisson batch, noise-only step
-                            dp.empty_batch()
-                            continue
-                        idx = self.ctx.shard(micro)
-                        # each rank's loss is a mean over its shard and DDP averages gradients over ranks: weigh
-                        # the shard by its size so that the step is the mean over the whole micro-batch
-                        weight = len(idx) * self.ctx.world_size / sum(len(m) for m in group)
-                        if len(idx) == 0:  # fewer rows than ranks: join the gradient all-reduce with nothing
-                            idx, weight = micro[:1], 0.0
-                        batch = batching.collate(train_t, idx, self.device)
-                        target = train_y[idx].to(self.device)
-                        if self.augmentation is not None and "x" in batch:
-                            from shipyard.data.augment import augment_images
+            run.scaler.scale(loss * weight).backward()
+        return loss.item(), int(batch["attention_mask"].sum()) if "attention_mask" in batch else 0
 
-                            batch["x"] = augment_images(batch["x"], self.augmentation, aug_gen)
-                        # under torchrun the gradients are exchanged once per optimiser step, not per micro-batch
-                        with self.ctx.accumulating(net, last=mi == len(group) - 1):
-                            with self.precision.autocast():
-                                outputs = net(**batch)
-                                loss = self.loss(outputs, target, training=True)
-                            if not torch.isfinite(loss):
-                                raise ShipyardError(
-                                    f"the training loss became {loss.item()} at epoch {epoch + 1}, "
-                                    f"step {state.global_step + 1}",
-                                    where="training",
-                                    hint="lower training.learning_rate, set training.clip_grad_norm, or check inputs",
-                                )
-                            scaler.scale(loss * weight).backward()
-                        group_loss += loss.item() * len(micro)
-                        group_examples += len(micro)
-                        if "attention_mask" in batch:
-                            group_tokens += int(batch["attention_mask"].sum())
-                    if cfg.clip_grad_norm:
-                        scaler.unscale_(optimizer)
-                        nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
-                    if dp is not None:
-                        dp.before_step(state.global_step)  # DP: this step's noise seeded by (seed, step)
-                    scaler.step(optimizer)
-                    scaler.update()
-                    optimizer.zero_grad(set_to_none=True)
-                    scheduler.step()
-                    if ema is not None:
-                        ema.update(model)
-                    state.global_step += 1
-                    state.group = gi + 1
-                    state.examples_seen += group_examples
-                    state.loss_sum += group_loss
-                    state.loss_count += group_examples
-                    step_loss = group_loss / max(group_examples, 1)
-                    progress.step(step_loss, epoch + 1, group_examples, group_tokens)
-                    window.add(group_examples, group_tokens)
-                    if state.global_step % cfg.log_every_steps == 0 or state.global_step == 1:
-                        rate, tok_rate = window.take()
-                        entry = {
-                            "event": "step",
-                            "epoch": epoch + 1,
-                            "step": state.global_step,
-                            "loss": step_loss,
-                            "lr": optimizer.param_groups[0]["lr"],
-                            "examples_per_s": rate,
-                        }
-                        if tok_rate:
-                            entry["tokens_per_s"] = tok_rate
-                        logger.write(entry)
-                    if cfg.checkpoint_every_steps and state.global_step % cfg.checkpoint_every_steps == 0:
-                        checkpoint()
-                # ---- end of epoch: evaluate, early stopping, checkpoint
-                entry = {
-                    "event": "epoch",
-                    "epoch": epoch + 1,
-                    "step": state.global_step,
-                    "train_loss": state.loss_sum / max(state.loss_count, 1),
-                    "lr": optimizer.param_groups[0]["lr"],
-                }
-                if validation is not None and len(validation.target):
-                    # with an EMA, the averaged weights are the ones judged (and kept as the best)
-                    with ema.applied(model) if ema is not None else contextlib.nullcontext():
-                        val = self.evaluate(model, validation)
-                        entry.update({f"val_{k}": v for k, v in val.items() if isinstance(v, int | float)})
-                        progress.note(val)
-                        self._early_stopping(val, state, model, run_dir, epoch)
-                history.append(entry)
-                logger.write(entry)
-                state.epoch = epoch + 1
-                state.group = 0
-                state.loss_sum, state.loss_count = 0.0, 0
-                if state.global_step >= total_steps:
-                    state.epoch = cfg.epochs
-                checkpoint()
+    def _optimizer_step(self, run: _Run) -> None:
+        if self.cfg.clip_grad_norm:
+            run.scaler.unscale_(run.optimizer)
+            nn.utils.clip_grad_norm_(run.model.parameters(), self.cfg.clip_grad_norm)
+        for cb in run.callbacks:
+            cb.before_optimizer_step(run)
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        run.optimizer.zero_grad(set_to_none=True)
+        run.scheduler.step()
+        for cb in run.callbacks:
+            cb.after_optimizer_step(run)
 
-        privacy_report = None
-        if dp is not None:  # DP: remove Opacus' hooks, account for the steps actually taken
-            dp.close()
-            privacy_report = dp.report(state.global_step)
-        es = cfg.early_stopping
-        best_file = run_dir / "checkpoints" / "best.safetensors"
+    def _base_lr(self, run: _Run) -> float:
+        """The schedule's rate for the base learning rate; parameter groups may scale it (layer-wise decay)."""
+        return self.cfg.learning_rate * run.scheduler.lr_lambdas[0](run.scheduler.last_epoch)
+
+    def _end_epoch(self, run: _Run, validation: SplitLike | None) -> dict[str, Any]:
+        """Evaluate, apply early stopping, checkpoint; returns the epoch's log entry."""
+        state, epoch = run.state, run.state.epoch
+        entry = {
+            "event": "epoch",
+            "epoch": epoch + 1,
+            "step": state.global_step,
+            "train_loss": state.loss_sum / max(state.loss_count, 1),
+            "lr": self._base_lr(run),
+        }
+        if validation is not None and len(validation.target):
+            with contextlib.ExitStack() as weights:
+                for cb in run.callbacks:
+                    weights.enter_context(cb.evaluation_weights(run))
+                val = self.evaluate(run.model, validation)
+                entry.update({f"val_{k}": v for k, v in val.items() if isinstance(v, int | float)})
+                run.progress.note(val)
+                self._early_stopping(val, state, run.model, run.run_dir, epoch)
+        run.logger.write(entry)
+        state.epoch = epoch + 1
+        state.group = 0
+        state.loss_sum, state.loss_count = 0.0, 0
+        if state.global_step >= run.total_steps:
+            state.epoch = self.cfg.epochs
+        self._checkpoint(run)
+        return entry
+
+    def _finish(self, run: _Run, history: list[dict[str, Any]], seconds: float, seen_at_start: int) -> FitResult:
+        state, es = run.state, self.cfg.early_stopping
+        best_file = run.run_dir / "checkpoints" / "best.safetensors"
         if es is not None and es.restore_best and best_file.is_file():
             from safetensors.torch import load_file
 
-            model.load_state_dict(load_file(str(best_file), device=str(self.device)))
+            run.model.load_state_dict(load_file(str(best_file), device=str(self.device)))
+            run.restored_best = True
             log.info("restored the best weights (epoch %d, %s=%.4f)", state.best_epoch + 1, es.metric, state.best)
-        elif ema is not None:
-            ema.copy_to(model)
-        seconds = time.perf_counter() - started
+        extras: dict[str, Any] = {}
+        for cb in run.callbacks:
+            extras.update(cb.on_fit_end(run))
         return FitResult(
             epochs_run=state.epoch,
             global_step=state.global_step,
@@ -362,20 +383,8 @@ class Engine:
             precision=self.precision.name,
             seconds=seconds,
             examples_per_second=(state.examples_seen - seen_at_start) / max(seconds, 1e-9),
-            privacy=privacy_report,
+            **extras,
         )
-
-    def _rank_rng(self, payload: dict[str, Any]) -> dict[str, Any]:
-        saved = payload.get("rng_by_rank") or [payload["rng"]]
-        if len(saved) != self.ctx.world_size:
-            log.warning(
-                "the checkpoint was written by %d process(es) and is resumed by %d: every rank restarts from rank "
-                "0's random state, so the run goes on but will not match an uninterrupted one bit for bit",
-                len(saved),
-                self.ctx.world_size,
-            )
-            return saved[0]
-        return saved[self.ctx.rank]
 
     def _early_stopping(
         self, val: dict[str, Any], state: TrainState, model: nn.Module, run_dir: Path, epoch: int
@@ -428,35 +437,6 @@ class Engine:
         metrics = self.metrics(split.target, outputs)
         metrics["loss"] = loss  # under torchrun every rank scores the whole split: nothing to reduce
         return metrics
-
-
-class _JsonlLog:
-    def __init__(self, path: Path, state: TrainState, enabled: bool) -> None:
-        self.path = path
-        self.state = state
-        self.enabled = enabled
-        path.parent.mkdir(parents=True, exist_ok=True)
-
-    def write(self, entry: dict[str, Any]) -> None:
-        if not self.enabled:
-            return
-        entry = {k: (float(v) if isinstance(v, np.floating) else v) for k, v in entry.items()}
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(entry) + "\n")
-        self.state.log_lines += 1
-
-
-def _truncate_log(path: Path, lines: int) -> None:
-    if not path.is_file():
-        return
-    kept = path.read_text(encoding="utf-8").splitlines()[:lines]
-    atomic_write_text(path, "".join(line + "\n" for line in kept))
-
-
-def read_log(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def finite_or_none(x: float) -> float | None:

@@ -298,27 +298,3 @@ class DPSession:
             "accountant": self.dp.accountant,
             "mechanism": "DP-SGD (Opacus): per-example clipping, Gaussian noise, Poisson sampling",
         }
-
-
-def report_hook(*, job: Any, run_dir: Any, metrics: dict[str, Any], prepared: Any, predictions: Any) -> list[Any]:
-    """The report's "Privacy" section: the (epsilon, delta) spent and how it was accounted."""
-    from shipyard.evaluation.report import ReportSection, table_html
-
-    info = metrics.get("privacy")
-    if not info:
-        return []
-    text = (
-        f"<p>Trained with differential privacy: <b>(ε = {info['epsilon']}, δ = {info['delta']})</b> at record level "
-        f"({info['accountant'].upper()} accountant, target ε = {info['target_epsilon']}).</p>"
-    )
-    rows = [{"setting": k, "value": v} for k, v in info.items() if k not in ("mechanism",)]
-    return [ReportSection("Privacy", text + table_html(rows))]
-
-
-def _register() -> None:
-    from shipyard.pipeline import register_report_hook
-
-    register_report_hook(report_hook)
-
-
-_register()

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from shipyard.config.schema import TrainingConfig
+from shipyard.models.fused import can_fuse
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -32,16 +33,10 @@ def build_optimizer(model: nn.Module, cfg: TrainingConfig) -> torch.optim.Optimi
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.learning_rate, momentum=cfg.momentum, nesterov=cfg.nesterov)
     # the fused kernels take one pass over all parameters: ~4x faster steps than the foreach default on CPU
-    fused = _can_fuse(groups)
+    fused = True if can_fuse(p for g in groups for p in g["params"]) else None
     if cfg.optimizer == "adam":
         return torch.optim.Adam(groups, lr=cfg.learning_rate, betas=cfg.betas, fused=fused)
     return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=cfg.betas, fused=fused)
-
-
-def _can_fuse(groups: list[dict]) -> bool | None:
-    params = [p for g in groups for p in g["params"]]
-    ok = bool(params) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
-    return True if ok else None
 
 
 def build_scheduler(
