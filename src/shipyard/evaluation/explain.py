@@ -432,7 +432,7 @@ def _report_body(job: Any, run_dir: Path, prepared: Any) -> str:
     split = prepared.splits["test"] if len(prepared.splits["test"]) else prepared.splits["validation"]
     if len(split) == 0 or not (run_dir / "model").is_dir():
         return ""
-    art = Artifact.load(run_dir / "model")
+    art = Artifact.load(run_dir / "model", allow_incomplete=True)  # the report is written before the run is complete
     if art.model is None:
         return ""
     kind = art.preprocessor.kind
