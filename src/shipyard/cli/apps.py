@@ -6,7 +6,18 @@ import typer
 
 from shipyard.apps import AppRegistry, registry
 from shipyard.cli.errors import handle_errors
-from shipyard.cli.output import console
+
+
+def with_error_handler(group: typer.Typer) -> typer.Typer:
+    """Put every command of an application's group (and its sub-groups) under the one error handler: applications
+    sit below the CLI, so they raise ShipyardError and the CLI turns it into an `error:` line and exit code 2."""
+    for command in group.registered_commands:
+        if command.callback is not None:
+            command.callback = handle_errors(command.callback)
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            with_error_handler(sub.typer_instance)
+    return group
 
 
 def build_apps_group(apps: AppRegistry = registry) -> typer.Typer:
@@ -19,12 +30,12 @@ def build_apps_group(apps: AppRegistry = registry) -> typer.Typer:
         """List the installed applications and what each adds (cli, routers, pages)."""
         found = apps.available()
         if not found:
-            console.print("no applications installed")
+            typer.echo("no applications installed")
         for application in found:
             parts = ", ".join(application.contributes()) or "nothing to mount"
-            console.print(f"{application.name}\t{application.summary} [{parts}]", markup=False, highlight=False)
+            typer.echo(f"{application.name}\t{application.summary} [{parts}]")  # tab-separated: fit for a pipe
 
     for application in apps.available():
         if application.cli is not None:
-            group.add_typer(application.cli, name=application.name, help=application.summary)
+            group.add_typer(with_error_handler(application.cli), name=application.name, help=application.summary)
     return group

@@ -32,6 +32,10 @@ def print_config_problems(exc: ConfigError) -> None:
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a command under the one error policy (see the module docstring)."""
+    if getattr(fn, "handles_errors", False):  # already wrapped (an application's command mounted twice)
+        return fn
+
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -58,4 +62,5 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             )
             raise typer.Exit(1) from None
 
+    wrapper.handles_errors = True  # type: ignore[attr-defined]
     return wrapper
