@@ -1,55 +1,7 @@
-"""Error handling shared by every `shipyard` command (main CLI, serve, keys, audit, data).
-
-A ShipyardError becomes one `error:` line and exit code 2; anything else is a bug, reported in one line with
-exit code 1 (run with --debug for the traceback).
+"""Transitional alias of :mod:`shipyard.cli.errors`, kept only for ``serve/cli.py``, which imports the error
+handler from here until it moves into the CLI package as ``cli/serve.py`` (issue #13); delete it then.
 """
 
-from __future__ import annotations
+from shipyard.cli.errors import STATE, handle_errors, print_error
 
-import functools
-import traceback
-from collections.abc import Callable
-from typing import Any
-
-import typer
-
-from shipyard.errors import ShipyardError
-from shipyard.io import storage_error
-
-STATE: dict[str, Any] = {"debug": False}
-
-
-def _err(line: str) -> None:  # noqa: RUF100
-    """One unwrapped line on stderr (rich would wrap long messages at the terminal width)."""
-    typer.echo(" ".join(line.split("\n")), err=True)
-
-
-def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except ShipyardError as exc:
-            if STATE["debug"]:
-                traceback.print_exc()
-            from shipyard.config.loader import ConfigError
-
-            if isinstance(exc, ConfigError):
-                for problem in exc.problems:
-                    _err(f"error: {problem.render()}")
-            else:
-                _err(f"error: {exc}")
-            raise typer.Exit(2) from None
-        except (typer.Exit, typer.Abort, KeyboardInterrupt):
-            raise
-        except Exception as exc:
-            if STATE["debug"]:
-                traceback.print_exc()
-            storage = storage_error(exc)  # a full disk or a read-only folder: the environment, not a bug
-            if storage is not None:
-                _err(f"error: {storage}")
-                raise typer.Exit(2) from None
-            _err(f"internal error: {type(exc).__name__}: {exc} (a bug in shipyard; rerun with --debug for details)")
-            raise typer.Exit(1) from None
-
-    return wrapper
+__all__ = ["STATE", "handle_errors", "print_error"]
