@@ -16,6 +16,7 @@ applications and refuses settings that name some.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -26,6 +27,7 @@ import uvicorn
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict
 
+from shipyard.config.errors import validate_section
 from shipyard.config.serve import ServeSettings
 from shipyard.errors import ShipyardError
 from shipyard.serve.app import ExtraRouters, create_app
@@ -75,9 +77,8 @@ def app_from_env(resolve_apps: AppsResolver | None = None) -> FastAPI:
     raw = os.environ.get(WORKER_PLAN_ENV)
     if not raw:
         raise ShipyardError(f"${WORKER_PLAN_ENV} is not set", where=WORKER_PLAN_ENV, hint="start with `shipyard serve`")
-    plan = WorkerPlan.model_validate_json(raw)
-    settings = ServeSettings.parse(plan.settings.model_dump(), where="serve")  # checked again, in this process
-    return build_app(plan.models, settings, resolve_apps)
+    plan = validate_section(WorkerPlan, json.loads(raw), where=WORKER_PLAN_ENV)  # settings checked again, here
+    return build_app(plan.models, plan.settings, resolve_apps)
 
 
 def uvicorn_options(settings: ServeSettings) -> dict[str, Any]:
