@@ -25,10 +25,10 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
+import shipyard.training.batching as batching  # the module, not the package (whose __init__ imports this one)
 from shipyard.config.schema import AugmentationConfig, TrainingConfig
 from shipyard.errors import ShipyardError
 from shipyard.io import atomic_save_safetensors
-from shipyard.training import batching
 from shipyard.training.basic_metrics import MetricsFn, basic_metrics
 from shipyard.training.callbacks import Callback, FitContext, TrainState, builtin_callbacks
 from shipyard.training.checkpoint import capture_rng, load_latest, rank_rng, restore_rng, save_checkpoint
