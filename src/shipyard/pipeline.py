@@ -215,6 +215,7 @@ def run_job(
             show_progress=show_progress,
             privacy=dp_config,
             ctx=ctx,
+            metrics_fn=compute_metrics,  # the full set: early stopping and soups may judge on any of them
         )
 
     engine = make_engine(job.training)
