@@ -120,3 +120,14 @@ def test_an_installed_package_plugs_in_through_its_entry_point(tmp_path: Path) -
     assert done.returncode == 0, done.stderr
     assert done.stdout == "hello, grace\n"
     assert "greeter" in shipyard("app", "list").stdout
+
+
+def test_shipyard_serve_apps_mounts_the_application_api_behind_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shipyard.cli import serve as serve_cli
+    from shipyard.config.serve import ServeSettings
+    from shipyard.serve.workers import build_app as build_server
+
+    monkeypatch.setattr(serve_cli, "app_mounts", _registry(greeter).mounts)
+    settings = ServeSettings.parse({"auth": False, "apps": ["greeter"]})
+    client = TestClient(build_server({}, settings, serve_cli.resolve_apps))
+    assert client.get("/v1/apps/greeter/greet/ada").json() == {"greeting": "hello, ada"}

@@ -102,7 +102,7 @@ def test_workers_rebuild_the_app_from_one_json_variable(
 
 
 def test_cli_options_map_onto_serve_settings(runs: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import shipyard.serve.cli as serve_cli
+    import shipyard.cli.serve as serve_cli
     from shipyard.serve import workers
 
     seen: list[ServeSettings] = []

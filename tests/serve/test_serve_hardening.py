@@ -37,7 +37,7 @@ def serve(runs: dict[str, Path], keys: dict[str, Any], log_file: Path, **options
     code = (
         "import logging, sys; from pathlib import Path; "
         "logging.basicConfig(level=logging.INFO, stream=sys.stderr); "
-        "from shipyard.serve.cli import serve_command; "
+        "from shipyard.cli.serve import serve_command; "
         f"serve_command(['clf={runs['clf']}'], host='127.0.0.1', port={port}, "
         f"store=Path({str(keys['db'])!r}){extra})"
     )

@@ -22,7 +22,7 @@ from shipyard.cli.errors import STATE
 from shipyard.cli.optimize import optimize
 from shipyard.cli.output import err_console
 from shipyard.cli.runs import runs_app
-from shipyard.serve.cli import keys_app, serve_command
+from shipyard.cli.serve import keys_app, serve_command
 
 
 def _main_options(

@@ -67,9 +67,9 @@ def _key_store_and_audit(settings: ServeSettings, key_store: Any) -> tuple[Any, 
     return key_store, audit
 
 
-def _slots(models: Mapping[str, str | Path]) -> dict[str, ModelSlot]:
-    if not models:
-        raise ShipyardError("give at least one model to serve", where="models")
+def _slots(models: Mapping[str, str | Path], *, apps: bool) -> dict[str, ModelSlot]:
+    if not models and not apps:  # a deployment of applications alone (they load their own models) is fine
+        raise ShipyardError("give at least one model (or application) to serve", where="models")
     slots: dict[str, ModelSlot] = {}
     for name, path in models.items():
         if not NAME_RE.fullmatch(name):
@@ -141,7 +141,7 @@ def create_app(
     """
     base = settings.model_dump() if settings is not None else {}
     settings = ServeSettings.parse({**base, **overrides}) if overrides or settings is None else settings
-    slots = _slots(models)
+    slots = _slots(models, apps=bool(extra_routers))
     key_store, audit = _key_store_and_audit(settings, key_store)
     state = ServeState(slots, settings, key_store, audit)
 

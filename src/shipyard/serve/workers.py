@@ -9,7 +9,7 @@ Applications (``ServeSettings.apps``). Serve sits below ``shipyard.apps`` and ne
 turns application names into ``(prefix, router)`` pairs lives above serve and is passed in, as a callable
 ``resolve_apps(names) -> [(prefix, router), ...]``. In one process :func:`serve` calls it directly. Worker
 processes cannot receive a callable, so the layer above gives :func:`serve` the import string of its own factory
-(``worker_factory="shipyard.apps.serving:app_from_env"``), a function that calls
+(``worker_factory="shipyard.cli.serve:app_from_env"``), a function that calls
 ``shipyard.serve.workers.app_from_env(resolve_apps=<its resolver>)``; this module's default factory serves no
 applications and refuses settings that name some.
 """

@@ -4,7 +4,7 @@ Thin: options -> one :class:`ServeSettings` (whose defaults the options show) ->
 Kept free of heavy imports at module level (FastAPI, uvicorn, torch load only when a command runs), so that
 adding these commands to the main CLI costs nothing at start-up. The lead CLI wires them in with::
 
-    from shipyard.serve.cli import keys_app, serve_command
+    from shipyard.cli.serve import keys_app, serve_command
     app.command("serve")(serve_command)
     app.add_typer(keys_app, name="keys")
 """
@@ -19,7 +19,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from shipyard.cli_support import handle_errors
+from shipyard.apps import AppContext, app_mounts
+from shipyard.cli.errors import handle_errors
 from shipyard.config.serve import ServeSettings
 from shipyard.errors import ShipyardError
 
@@ -70,7 +71,9 @@ def run_draining(config: Any, serve_state: Any) -> None:
 
 @_errors
 def serve_command(
-    paths: Annotated[list[str], typer.Argument(help="Run or model folders to serve, as PATH or NAME=PATH.")],
+    paths: Annotated[
+        list[str] | None, typer.Argument(help="Run or model folders to serve, as PATH or NAME=PATH.")
+    ] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = _default("host"),
     port: Annotated[int, typer.Option(help="Port to listen on.")] = _default("port"),
     workers: Annotated[int, typer.Option(help="Worker processes (each loads every model).")] = _default("workers"),
@@ -103,6 +106,7 @@ def serve_command(
     client_timeout: Annotated[
         float, typer.Option(help="Seconds a client may take to send a request's head, and its body.")
     ] = _default("client_timeout_s"),
+    apps: Annotated[str, typer.Option(help="Applications to mount, comma-separated (see `shipyard app list`).")] = "",
 ) -> None:
     """Serve models over HTTP (REST, JSON): /v1/models, /v1/models/NAME/predict, /healthz, /readyz, /metrics."""
     settings = ServeSettings.parse(
@@ -122,9 +126,10 @@ def serve_command(
             "access_log": access_log,
             "public_endpoints": public_endpoints,
             "client_timeout_s": client_timeout,
+            "apps": [a.strip() for a in apps.split(",") if a.strip()],
         }
     )
-    models = parse_model_args(paths)
+    models = parse_model_args(paths or []) if paths or not settings.apps else {}  # --apps alone is fine
     from shipyard.serve.retraining import retraining_warning  # reads model folders: only when serving
     from shipyard.serve.workers import serve, warn_if_no_live_key  # heavy (uvicorn, FastAPI): only when serving
 
@@ -135,7 +140,25 @@ def serve_command(
     warn_if_no_live_key(settings)
     how = f"with {settings.workers} workers" if settings.workers > 1 else "(docs at /docs)"
     console.print(f"serving {', '.join(models)} on http://{settings.host}:{settings.port} {how}")
-    serve(models, settings, run_one=run_draining)
+    serve(models, settings, run_one=run_draining, resolve_apps=resolve_apps, worker_factory=WORKER_FACTORY)
+
+
+# worker processes rebuild the application routers themselves: serve cannot import shipyard.apps (it sits below)
+WORKER_FACTORY = "shipyard.cli.serve:app_from_env"
+
+
+def resolve_apps(names: Any) -> list[tuple[str, Any]]:
+    """Application names -> (prefix, router) pairs for serve's ``extra_routers``: the API routers (``/v1/apps/...``).
+
+    Application pages (``/ui/apps/...``) need the web dashboard's login and are mounted with it, not here."""
+    return [(prefix, router) for prefix, router in app_mounts(list(names), AppContext()) if prefix.startswith("/v1/")]
+
+
+def app_from_env() -> Any:
+    """uvicorn's factory in each worker process: the serve app with the named applications mounted."""
+    from shipyard.serve.workers import app_from_env as build  # heavy (uvicorn, FastAPI): only when serving
+
+    return build(resolve_apps=resolve_apps)
 
 
 # ------------------------------------------------------------------------------------------------ keys
