@@ -437,7 +437,7 @@ class _Runner:
         folder = work / "artifact"
         folder.mkdir()
         self._copy_support_files(folder)
-        keep = {k: meta[k] for k in ("run_id", "config_hash") if k in meta}
+        keep = {k: meta[k] for k in ("run_id", "config_hash", "read_options") if k in meta}
         save_torch_artifact(
             folder,
             model=model,

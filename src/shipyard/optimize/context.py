@@ -21,8 +21,9 @@ import pandas as pd
 from torch import nn
 
 from shipyard.errors import ShipyardError
-from shipyard.io import RUN_INFO
-from shipyard.models.registry import InputSpec
+from shipyard.io import recorded_base_dir
+from shipyard.models.registry import get_family
+from shipyard.spec import InputSpec
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,7 @@ def load_run(
         prepared = prepare_data(
             job,
             base_dir=Path(base_dir) if base_dir else recorded_base_dir(run_dir),
+            input_kinds=get_family(str(artifact.meta["model"]["type"])).input_kinds,
             **({"text_encoder": encoder} if encoder else {}),
         )
     spec = InputSpec.from_meta(artifact.meta)
@@ -125,15 +127,6 @@ def load_run(
         spec=spec,
         target_scale=(float(scale[0]), float(scale[1])) if scale else None,
     )
-
-
-def recorded_base_dir(run_dir: Path) -> Path:
-    """The folder the run's relative data paths are relative to, as training recorded it (else the cwd)."""
-    info = Path(run_dir) / RUN_INFO
-    try:
-        return Path(json.loads(info.read_text(encoding="utf-8"))["base_dir"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return Path.cwd()
 
 
 def _prepared_from_splits(run_dir: Path, artifact: Any) -> Any:
