@@ -52,6 +52,8 @@ def evaluate_run(run: Path, data: Path | None = None) -> dict[str, Any]:
     stored = run_dir / "splits" / "test.parquet"
     if stored.is_file():
         return evaluate_artifact(artifact, pd.read_parquet(stored))
+    if (run_dir / "splits").is_dir():  # the run stored its rows, and kept none for testing (split.test: 0)
+        raise ShipyardError("the run kept no test rows (data.split.test is 0); pass --data", where=str(run))
     # image runs keep no copy of their rows: rebuild the split from the run's own config (it is seeded)
     job = load_job(run_dir / "config.yaml")
     kinds = get_family(job.model.type).input_kinds
