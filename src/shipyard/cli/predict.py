@@ -21,7 +21,7 @@ def evaluate(
     ] = None,
 ) -> None:
     """Evaluate a saved model on labelled data."""
-    from shipyard.inference import evaluate_run  # lazy: pulls torch, too slow for `shipyard --help`
+    from shipyard.evaluation.saved import evaluate_run  # lazy: pulls torch, too slow for `shipyard --help`
 
     metrics = evaluate_run(run, data)
     console.print_json(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, list | dict)}))
@@ -38,7 +38,8 @@ def predict(
 ) -> None:
     """Predict with a saved model (or a running server) and write one row per input row."""
     # lazy: pulls torch, too slow for `shipyard --help`
-    from shipyard.inference import default_output_for, predict_file, predict_remote
+    from shipyard.inference import default_output_for, predict_file
+    from shipyard.serve.client import predict_remote
 
     if output is None:  # never compute predictions only to drop them: write them next to the input
         output = default_output_for(input)

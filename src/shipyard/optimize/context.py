@@ -35,8 +35,9 @@ from shipyard.data.prepare import PreparedData, SplitArrays, prepare_data
 from shipyard.data.splits import SPLIT_NAMES
 from shipyard.errors import ShipyardError
 from shipyard.evaluation.metrics import compute_metrics
-from shipyard.io import RUN_INFO
-from shipyard.models.registry import InputSpec
+from shipyard.io import recorded_base_dir
+from shipyard.models.registry import get_family
+from shipyard.spec import InputSpec
 from shipyard.training.engine import Engine
 
 log = logging.getLogger(__name__)
@@ -148,15 +149,6 @@ def read_job(run_dir: Path, *, why: str) -> Job:
     return Job.from_yaml(config)
 
 
-def recorded_base_dir(run_dir: Path) -> Path:
-    """The folder the run's relative data paths are relative to, as training recorded it (else the cwd)."""
-    info = Path(run_dir) / RUN_INFO
-    try:
-        return Path(json.loads(info.read_text(encoding="utf-8"))["base_dir"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return Path.cwd()
-
-
 def _read_summary(run_dir: Path) -> dict[str, Any]:
     try:
         return json.loads((run_dir / "data_summary.json").read_text(encoding="utf-8"))
@@ -202,6 +194,7 @@ def _prepared_from_sources(run_dir: Path, artifact: Artifact, job: Job, base_dir
     redrawn = prepare_data(
         job,
         base_dir=base_dir or recorded_base_dir(run_dir),
+        input_kinds=get_family(str(artifact.meta["model"]["type"])).input_kinds,
         **({"text_encoder": encoder} if encoder else {}),
     )
     frames = {name: split.frame for name, split in redrawn.splits.items() if split.frame is not None}

@@ -64,7 +64,7 @@ def torch_folder(ctx: RunContext, work: Path, model: nn.Module, params: dict[str
     folder = work / "artifact"
     folder.mkdir()
     copy_support_files(ctx, folder)
-    keep = {k: meta[k] for k in ("run_id", "config_hash") if k in meta}
+    keep = {k: meta[k] for k in ("run_id", "config_hash", "read_options") if k in meta}
     save_torch_artifact(
         folder,
         model=model,
