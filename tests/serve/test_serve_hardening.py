@@ -113,35 +113,44 @@ def test_wrong_key_flood_leaves_legitimate_throughput_within_20_percent(
 ) -> None:
     with serve(runs, keys, tmp_path / "server.log", rate_limit=0.0) as (base, _proc):
         _legit_rate(base, keys["predict"], 1.0)  # warm the key cache and the connection path
-        before = _legit_rate(base, keys["predict"], 3.0)
-        # 20 connections, 2.5 wrong keys a second each: 50 a second, which at one scrypt (~19 ms) each used to
-        # take a whole core from the server
-        flood = subprocess.Popen(
-            [sys.executable, "-c", FLOOD, base, keys["predict"][:8], "6.5", "20", "2.5"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            time.sleep(1.5)  # the attacker's failure allowance is used up by now
-            under_attack = _legit_rate(base, keys["predict"], 4.0)
-            out, err = flood.communicate(timeout=30)
-        finally:
-            if flood.poll() is None:
-                flood.kill()
-                flood.wait()
-        after = _legit_rate(base, keys["predict"], 3.0)
-    # alone = the mean of the windows either side of the attack, so a passing load on the machine shows in both
-    alone = (before + after) / 2
-    counts = {int(k): v for k, v in json.loads(out or "{}").items()}
-    # the flood really ran (up to 50 wrong keys a second; fewer on a loaded machine) and was mostly refused early
-    assert sum(counts.values()) > 60, (counts, err[-2000:])
-    assert set(counts) <= {401, 429}, counts
-    assert counts.get(429, 0) > counts.get(401, 0)  # most never reached a key lookup
-    logging.getLogger(__name__).warning(
-        "legitimate req/s alone %.1f, under a wrong-key flood %.1f", alone, under_attack
-    )
+        # up to three measurements: on a busy machine one window can be slowed by other work; a real
+        # amplification (an scrypt per wrong key) slows every window it is in, so it fails all three
+        for attempt in range(3):
+            alone, under_attack, counts, err = _measure_flood(base, keys["predict"])
+            # the flood really ran (up to 50 wrong keys a second; fewer on a loaded machine), was mostly refused early
+            assert sum(counts.values()) > 60, (counts, err[-2000:])
+            assert set(counts) <= {401, 429}, counts
+            assert counts.get(429, 0) > counts.get(401, 0)  # most never reached a key lookup
+            logging.getLogger(__name__).warning(
+                "attempt %d: legitimate req/s alone %.1f, under a wrong-key flood %.1f", attempt, alone, under_attack
+            )
+            if under_attack >= 0.8 * alone:
+                break
     assert under_attack >= 0.8 * alone, f"alone {alone:.1f} req/s, under attack {under_attack:.1f} req/s, {counts}"
+
+
+def _measure_flood(base: str, key: str) -> tuple[float, float, dict[int, int], str]:
+    """Legitimate req/s alone (the mean of the windows either side) and under a paced wrong-key flood."""
+    before = _legit_rate(base, key, 3.0)
+    # 20 connections, 2.5 wrong keys a second each: 50 a second, which at one scrypt (~19 ms) each used to take a
+    # whole core from the server
+    flood = subprocess.Popen(
+        [sys.executable, "-c", FLOOD, base, key[:8], "6.5", "20", "2.5"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(1.5)  # the attacker's failure allowance is used up by now
+        under_attack = _legit_rate(base, key, 4.0)
+        out, err = flood.communicate(timeout=30)
+    finally:
+        if flood.poll() is None:
+            flood.kill()
+            flood.wait()
+    after = _legit_rate(base, key, 3.0)
+    counts = {int(k): v for k, v in json.loads(out or "{}").items()}
+    return (before + after) / 2, under_attack, counts, err
 
 
 class CountingStore:
