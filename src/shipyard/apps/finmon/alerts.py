@@ -114,9 +114,8 @@ class AlertEngine:
         rules_fired = fired(values, self.rules)
         if not rules_fired:
             return None
-        last = self.store.last_alert_bucket(entity, self.window)
-        if last is not None and 0 <= bucket - last < self.cooldown:
-            return None
+        if self.store.alert_between(entity, self.window, bucket - self.cooldown + 1, bucket + 1):
+            return None  # cool-down after an earlier alert (or this bucket's own alert, already raised)
         negative = values["sentiment_z"] < 0 or values["cusum_neg"] > values["cusum_pos"]
         direction = "negative" if negative else "positive"
         docs = self.store.documents_for(entity, bucket, bucket + self.seconds, limit=500)

@@ -87,8 +87,8 @@ Source = Annotated[FolderSource | HttpSource | RedisSource, Field(discriminator=
 
 class Processing(Strict):
     languages: list[str] = Field(default_factory=lambda: ["en"])  # others are stored but not scored
-    dedup_threshold: float = Field(default=0.8, gt=0, le=1)  # Jaccard similarity of word shingles
-    dedup_num_perm: int = Field(default=64, ge=16)
+    dedup_threshold: float = Field(default=0.7, gt=0, le=1)  # Jaccard similarity of word shingles
+    dedup_num_perm: int = Field(default=128, ge=16)
     dedup_memory: int = Field(default=50_000, ge=0)  # documents the near-duplicate index remembers
     max_text_chars: int = Field(default=100_000, ge=100)
 

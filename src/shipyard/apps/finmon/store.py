@@ -212,11 +212,13 @@ class Store:
         rows = self.db.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
         return [{"id": i, **json.loads(p)} for i, p in rows]
 
-    def last_alert_bucket(self, entity: str, window: str) -> int | None:
+    def alert_between(self, entity: str, window: str, start: float, end: float) -> bool:
+        """Whether an alert for ``entity`` exists with its bucket in [start, end)."""
         row = self.db.execute(
-            "SELECT MAX(bucket) FROM alerts WHERE entity = ? AND win = ?", (entity, window)
+            "SELECT 1 FROM alerts WHERE entity = ? AND win = ? AND bucket >= ? AND bucket < ? LIMIT 1",
+            (entity, window, start, end),
         ).fetchone()
-        return row[0]
+        return row is not None
 
     def insert_alert(self, key: str, alert: dict[str, Any], sinks: list[str]) -> int | None:
         """Store an alert and queue it for each durable sink, in one transaction; None when ``key`` exists."""
