@@ -116,6 +116,7 @@ class Monitor:
         """Run until stopped (SIGINT/SIGTERM), or until every source is idle ``idle_polls`` times in a row
         (``until_idle``: a replay), or ``max_seconds``."""
         self._install_signals()
+        self.stats = Stats()
         started = time.monotonic()
         last_progress, idle = started, 0
         batch = self.config.batching
