@@ -67,6 +67,7 @@ def test_normalisation_and_sentences() -> None:
         ("诺基亚第三季度销售额下降", "zh"),
         ("Выручка компании снизилась", "ru"),
         ("12345 %%%", "und"),
+        ("Nokia shares jump after upbeat guidance", "en"),  # a headline: no function words, plain ASCII
     ],
 )
 def test_language_detection(text: str, lang: str) -> None:

@@ -117,7 +117,8 @@ class AlertEngine:
         if self.store.alert_between(entity, self.window, bucket - self.cooldown + 1, bucket + 1):
             return None  # cool-down after an earlier alert (or this bucket's own alert, already raised)
         negative = values["sentiment_z"] < 0 or values["cusum_neg"] > values["cusum_pos"]
-        direction = "negative" if negative else "positive"
+        positive = values["sentiment_z"] > 0 or values["cusum_pos"] > values["cusum_neg"]
+        direction = "negative" if negative else "positive" if positive else "volume"
         docs = self.store.documents_for(entity, bucket, bucket + self.seconds, limit=500)
         docs = [d for d in docs if d["score"] is not None]
         docs.sort(key=lambda d: d["score"], reverse=not negative)

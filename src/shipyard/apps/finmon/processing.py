@@ -143,8 +143,8 @@ def detect_language(text: str) -> str:
         return "und"
     hits = {lang: sum(w in stop for w in words) for lang, stop in STOPWORDS.items()}
     best = max(hits, key=hits.__getitem__)
-    if hits[best] == 0:
-        return "en" if len(words) < 6 else "und"  # headlines are short and mostly names and verbs
+    if hits[best] == 0:  # headlines are mostly names, nouns and verbs: plain ASCII letters are taken as English
+        return "en" if all(c.isascii() for c in letters) else "und"
     return best
 
 
