@@ -9,11 +9,12 @@ import stat
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
-from conftest import config_dict, free_port
 
+from conftest import config_dict, free_port
 from shipyard.apps.finmon.alerts import AlertEngine, signals
 from shipyard.apps.finmon.backtest import DISCLAIMER, fisher_ci, lead_lag, report
 from shipyard.apps.finmon.config import AlertRules, Webhook, validate_config
@@ -99,7 +100,7 @@ def test_cusum_catches_a_small_persistent_shift() -> None:
 
 
 class _Receiver(BaseHTTPRequestHandler):
-    received: list[dict] = []
+    received: ClassVar[list[dict]] = []
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["content-length"]))
@@ -115,7 +116,9 @@ def test_webhook_down_then_up_delivers_each_alert_once(tmp_path: Path) -> None:
     store = Store(tmp_path / "s.sqlite", ["1min"])
     _baseline_and_bursts(store)
     port = free_port()
-    settings = Webhook(url=f"http://127.0.0.1:{port}/hook", backoff_seconds=1, max_backoff_seconds=30, timeout_seconds=1)
+    settings = Webhook(
+        url=f"http://127.0.0.1:{port}/hook", backoff_seconds=1, max_backoff_seconds=30, timeout_seconds=1
+    )
     dispatcher = WebhookDispatcher(settings, store)
     AlertEngine(AlertRules(window="1min", baseline=60), store, ["webhook"]).evaluate()
     now = 1000.0

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from conftest import config_dict, keyword_model
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from conftest import config_dict, keyword_model
 from shipyard.apps.finmon import APP
 from shipyard.apps.finmon.api import FinmonContext
 from shipyard.apps.finmon.config import validate_config
@@ -17,7 +17,21 @@ from shipyard.apps.finmon.runner import Monitor
 T0 = 1_700_000_000 - 1_700_000_000 % 3600
 
 
-VOCABULARY = "plant order network deal unit board market China Europe quarter guidance supplier contract".split()
+VOCABULARY = [
+    "plant",
+    "order",
+    "network",
+    "deal",
+    "unit",
+    "board",
+    "market",
+    "China",
+    "Europe",
+    "quarter",
+    "guidance",
+    "supplier",
+    "contract",
+]
 
 
 def words(rng: np.random.Generator) -> str:

@@ -97,8 +97,8 @@ class Store:
             for doc in docs:
                 cur = db.execute(
                     "INSERT OR IGNORE INTO documents VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (doc.id, doc.ts, doc.received_at, now, doc.source, doc.lang, doc.normalized or doc.text, doc.score, doc.label,
-                     doc.dup_of, json.dumps(doc.entities), json.dumps(doc.meta)),
+                    (doc.id, doc.ts, doc.received_at, now, doc.source, doc.lang, doc.normalized or doc.text, doc.score,
+                     doc.label, doc.dup_of, json.dumps(doc.entities), json.dumps(doc.meta)),
                 )  # fmt: skip
                 if cur.rowcount != 1:
                     continue
