@@ -1,4 +1,4 @@
-"""The sentiment model for bench/finmon.py when no MiniLM PhraseBank run is at hand: a 4-layer, 128-wide BERT
+"""The sentiment model for bench/finmon.py when no MiniLM PhraseBank run is at hand: a 2-layer, 64-wide BERT
 (random init, MiniLM's tokenizer) fine-tuned on Financial PhraseBank (50Agree, seeded stratified 80/10/10 split),
 then `optimize` int8. Much weaker than MiniLM (the accuracy is printed), but the same artefact API and the
 same int8 path; the monitor's mechanics and throughput figures are what the benchmark reports.
@@ -23,7 +23,7 @@ from shipyard.data.text import resolve_model_dir
 from shipyard.optimize import optimize_run
 
 
-def train(run_dir: Path, data_dir: Path, hidden: int = 128, layers: int = 4, epochs: int = 4) -> Path:
+def train(run_dir: Path, data_dir: Path, hidden: int = 64, layers: int = 2, epochs: int = 2) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(str(resolve_model_dir("minilm")))
     encoder = run_dir.parent / f"{run_dir.name}-encoder"
     torch.manual_seed(0)
@@ -40,10 +40,10 @@ def train(run_dir: Path, data_dir: Path, hidden: int = 128, layers: int = 4, epo
                 "target": "label",
                 "features": [{"name": "text", "type": "text"}],
                 "split": {"method": "stratified", "validation": 0.1, "test": 0.1},
-                "text": {"max_length": 64},
+                "text": {"max_length": 48},
             },
             "model": {"type": "transformer", "pretrained": str(encoder), "dropout": 0.1},
-            "training": {"epochs": epochs, "batch_size": 32, "learning_rate": 0.0005, "seed": 0},
+            "training": {"epochs": epochs, "batch_size": 32, "learning_rate": 0.001, "seed": 0},
         }
     )  # fmt: skip
     started = time.time()

@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,9 @@ def snapshot(store: Path) -> dict[str, Any]:
     return {"ids": ids, "aggregates": aggs, "mentions": mentions, "counted": counted}
 
 
-def run_killed_then_resumed(config: Path, store: Path, kill_at: int, total: int) -> None:
+def run_killed_then_resumed(
+    config: Path, store: Path, kill_at: int, total: int, between: Callable[[], None] | None = None
+) -> None:
     """Start the monitor, SIGKILL it once ``kill_at`` documents are stored, then run it again until idle."""
     cmd = [sys.executable, "-m", "shipyard.apps.finmon.cli"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -86,6 +89,8 @@ def run_killed_then_resumed(config: Path, store: Path, kill_at: int, total: int)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     assert count(store) < total, "the stream was done before the kill: nothing was tested"
+    if between is not None:
+        between()
     done = subprocess.run([*cmd, "run", str(config), "--until-idle", "--quiet"], env=env, capture_output=True,
                           text=True, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -115,13 +120,13 @@ def test_file_source_sigkill_and_restart_is_exactly_once(tiny_run: Path, sentenc
         fh.write(json.dumps(docs[400])[:20])
     store = tmp_path / "live.sqlite"
     config = write_config(tmp_path, tiny_run, [{"type": "folder", "path": str(folder)}], store)
-    run_killed_then_resumed(config, store, kill_at=100, total=480)
-    with open(folder / "b.jsonl", "a", encoding="utf-8") as fh:  # the writer finishes, and appends more
-        fh.write(json.dumps(docs[400])[20:] + "\n")
-        fh.writelines(json.dumps(d) + "\n" for d in docs[401:])
-    done = subprocess.run([sys.executable, "-m", "shipyard.apps.finmon.cli", "run", str(config), "--until-idle",
-                           "--quiet"], capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert done.returncode == 0, done.stderr
+
+    def finish_writing() -> None:  # while the monitor is down, the writer finishes its line and appends more
+        with open(folder / "b.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(docs[400])[20:] + "\n")
+            fh.writelines(json.dumps(d) + "\n" for d in docs[401:])
+
+    run_killed_then_resumed(config, store, kill_at=100, total=480, between=finish_writing)
     got, want = snapshot(store), reference(tmp_path, tiny_run, docs)
     assert got["ids"] == sorted(d["id"] for d in docs)  # none lost
     assert got["aggregates"] == want["aggregates"]  # none counted twice
@@ -195,3 +200,20 @@ def test_scoring_through_the_artifact_api(tiny_run: Path, tmp_path: Path) -> Non
 def test_config_with_redis_source_validates(tmp_path: Path) -> None:
     config = validate_config(config_dict(tmp_path, sources=[{"type": "redis", "stream": "s"}]))
     assert config.sources[0].group == "finmon" and len(WATCHLIST) == len(config.watchlist)
+
+
+def test_bundled_replay_through_the_cli(tiny_run: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from shipyard.apps.finmon.cli import cli
+
+    example = Path(__file__).parents[3] / "examples" / "finmon"
+    data = yaml.safe_load((example / "finmon.yaml").read_text(encoding="utf-8"))
+    data.update({"model": {"run": str(tiny_run)}, "store": str(tmp_path / "replay.sqlite"), "sources": []})
+    config = tmp_path / "finmon.yaml"
+    config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    result = CliRunner().invoke(cli, ["replay", str(config), str(example / "replay.jsonl"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "570 documents" in result.output and "0 dead letters" in result.output
+    alerts = [line for line in result.output.splitlines() if line.startswith("alert ")]
+    assert len(alerts) == 1 and "STORA" in alerts[0]
