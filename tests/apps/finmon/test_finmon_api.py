@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from prometheus_client import generate_latest
 
 from conftest import config_dict, keyword_model
 from shipyard.apps.finmon import APP
@@ -68,6 +69,9 @@ def test_ingest_api_and_pages(tmp_path: Path) -> None:
     stats = monitor.run(until_idle=True)
     assert stats.documents == len(docs) + len(burst) + 1 and stats.alerts == 1
     assert monitor.run(until_idle=True).documents == 0  # the inbox position was saved
+    metrics = generate_latest(monitor.metrics.registry).decode()
+    assert 'finmon_alerts_total{direction="negative",entity="NOKIA"} 1.0' in metrics
+    assert 'finmon_documents_total{source="http"} 193.0' in metrics
 
     entities = {e["entity"]: e for e in client.get("/v1/apps/finmon/entities").json()}
     assert entities["NOKIA"]["volume"] == 192 and entities["BAC"]["volume"] == 0

@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 import typer
+from prometheus_client import start_http_server
 
 from shipyard.apps.finmon.backtest import lead_lag, read_prices, report, sentiment_from_store
 from shipyard.apps.finmon.config import FolderSource, load_config
@@ -33,6 +34,7 @@ def run(
     config: Path = ConfigArg,
     until_idle: bool = typer.Option(False, help="stop once every source has nothing new (a replay)"),
     max_seconds: float | None = typer.Option(None, help="stop after this many seconds"),
+    metrics_port: int | None = typer.Option(None, help="serve the Prometheus counters on this port"),
     quiet: bool = typer.Option(False),
 ) -> None:
     """Run the monitor on its configured sources until stopped (Ctrl-C / SIGTERM stop it gracefully)."""
@@ -41,6 +43,8 @@ def run(
         monitor = Monitor(load_config(config))
     except ShipyardError as exc:
         _fail(exc)
+    if metrics_port is not None:
+        start_http_server(metrics_port, addr="127.0.0.1", registry=monitor.metrics.registry)
     try:
         stats = monitor.run(until_idle=until_idle, max_seconds=max_seconds)
     finally:
