@@ -128,6 +128,11 @@ def detect_language(text: str) -> str:
     """A small, dependency-free detector: the script for Chinese/Japanese/Korean/Cyrillic, then the share of
     common function words for Latin-script languages; ``und`` when too little evidence."""
     sample = text[:2000]
+    if sample.isascii():  # the common case, without counting scripts character by character
+        letters = [c for c in sample if c.isalpha()]
+        if not letters:
+            return "und"
+        return _by_function_words(sample, letters)
     letters = [c for c in sample if c.isalpha()]
     if not letters:
         return "und"
@@ -138,6 +143,10 @@ def detect_language(text: str) -> str:
     for lang, count in (("ja", kana), ("ko", hangul), ("zh", han), ("ru", cyrillic)):
         if count / len(letters) > 0.3:
             return lang
+    return _by_function_words(sample, letters)
+
+
+def _by_function_words(sample: str, letters: list[str]) -> str:
     words = [w.lower() for w in WORD.findall(sample)]
     if not words:
         return "und"
@@ -172,9 +181,11 @@ class NearDuplicates:
         self.threshold, self.num_perm, self.memory = threshold, num_perm, memory
         self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
         self.order: deque[str] = deque()
+        first = MinHash(num_perm=num_perm, seed=1)  # permutations drawn once: costly for every document
+        self.permutations, self.scheme = first.permutations, first.scheme
 
     def signature(self, text: str) -> MinHash:
-        sig = MinHash(num_perm=self.num_perm, seed=1)
+        sig = MinHash(num_perm=self.num_perm, seed=1, permutations=self.permutations, scheme=self.scheme)
         sig.update_batch(list(shingles(text)))
         return sig
 
@@ -201,6 +212,7 @@ class _Pattern:
     entity: str
     regex: re.Pattern[str]
     strong: bool  # counts on its own; a weak (ambiguous) match needs support
+    needle: str  # lower-cased literal that must occur for the regex to match: a cheap test before the regex
 
 
 def _word_regex(term: str, *, ignore_case: bool) -> re.Pattern[str]:
@@ -227,21 +239,28 @@ class EntityLinker:
             for term in [*ent.names, *ent.aliases]:
                 if term in ambiguous:
                     continue
-                self.patterns.append(_Pattern(ent.id, _word_regex(term, ignore_case=True), True))
+                self.patterns.append(_Pattern(ent.id, _word_regex(term, ignore_case=True), True, term.lower()))
             for term in ambiguous:
-                self.patterns.append(_Pattern(ent.id, _word_regex(term, ignore_case=False), False))
+                self.patterns.append(_Pattern(ent.id, _word_regex(term, ignore_case=False), False, term.lower()))
             for ticker in ent.tickers:
                 upper = _word_regex(ticker.upper(), ignore_case=False)
-                self.patterns.append(_Pattern(ent.id, upper, ticker not in ambiguous))
+                self.patterns.append(_Pattern(ent.id, upper, ticker not in ambiguous, ticker.lower()))
             for tag in ent.cashtags:
-                self.patterns.append(_Pattern(ent.id, re.compile(rf"{re.escape(tag)}(?![A-Za-z0-9])", re.I), True))
+                tag_regex = re.compile(rf"{re.escape(tag)}(?![A-Za-z0-9])", re.I)
+                self.patterns.append(_Pattern(ent.id, tag_regex, True, tag.lower()))
             for name in ent.chinese_names:
-                self.patterns.append(_Pattern(ent.id, re.compile(re.escape(name)), True))
+                self.patterns.append(_Pattern(ent.id, re.compile(re.escape(name)), True, name.lower()))
             words = "|".join(re.escape(w) for w in ent.context)
             self.context[ent.id] = re.compile(rf"\b(?:{words})\b", re.IGNORECASE) if words else None
 
     def spans(self, text: str) -> list[tuple[int, int, str, bool]]:
-        found = [(m.start(), m.end(), p.entity, p.strong) for p in self.patterns for m in p.regex.finditer(text)]
+        lower = text.lower()
+        found = [
+            (m.start(), m.end(), p.entity, p.strong)
+            for p in self.patterns
+            if p.needle in lower
+            for m in p.regex.finditer(text)
+        ]
         found.sort(key=lambda s: (s[0], -(s[1] - s[0])))
         kept: list[tuple[int, int, str, bool]] = []
         for span in found:  # the longest match at a place wins; a shorter one inside it is dropped

@@ -105,7 +105,8 @@ class Scorer:
             mean = proba[rows].mean(axis=0)
             doc.score = float(values[rows].mean())
             doc.label = LABELS[int(mean.argmax())]
+            found = {r: self.linker.mentions_in(texts[r]) for r in rows} if len(doc.entities) else {}
             for entity in doc.entities:
-                mentioned = [r for r in rows if entity in self.linker.mentions_in(texts[r])]
+                mentioned = [r for r in rows if entity in found[r]]
                 picked = mentioned or rows
                 doc.entity_scores[entity] = float(values[picked].mean())
