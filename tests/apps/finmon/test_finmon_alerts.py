@@ -13,8 +13,8 @@ from typing import ClassVar
 
 import numpy as np
 import pandas as pd
+from finmon_helpers import config_dict, free_port
 
-from conftest import config_dict, free_port
 from shipyard.apps.finmon.alerts import AlertEngine, signals
 from shipyard.apps.finmon.backtest import DISCLAIMER, fisher_ci, lead_lag, report
 from shipyard.apps.finmon.config import AlertRules, Webhook, validate_config

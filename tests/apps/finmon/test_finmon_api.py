@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from finmon_helpers import config_dict, keyword_model
 from prometheus_client import generate_latest
 
-from conftest import config_dict, keyword_model
 from shipyard.apps.finmon import APP
 from shipyard.apps.finmon.api import FinmonContext
 from shipyard.apps.finmon.config import validate_config

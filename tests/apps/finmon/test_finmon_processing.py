@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from finmon_helpers import WATCHLIST, config_dict
 
-from conftest import WATCHLIST, config_dict
 from shipyard.apps.finmon.config import Entity, Processing, load_config, validate_config
 from shipyard.apps.finmon.processing import (
     EntityLinker,

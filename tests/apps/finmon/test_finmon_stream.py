@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from finmon_helpers import WATCHLIST, config_dict, keyword_model
 
-from conftest import WATCHLIST, config_dict, keyword_model
 from shipyard.apps.finmon.config import validate_config
 from shipyard.apps.finmon.processing import EntityLinker
 from shipyard.apps.finmon.runner import Monitor
