@@ -7,36 +7,33 @@ app: ``shipyard app finmon ...``), ``routers(context)`` (mounted under ``/v1/app
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-import typer
-from fastapi import APIRouter
-
-from shipyard.apps.finmon.api import api_router
+from shipyard.apps._application import AppContext, Application
 from shipyard.apps.finmon.cli import cli
 from shipyard.apps.finmon.config import FinmonConfig, load_config
-from shipyard.apps.finmon.pages import pages_router
-from shipyard.apps.finmon.runner import Monitor
 
-__all__ = ["APP", "FinmonConfig", "Monitor", "load_config"]
+__all__ = ["APP", "FinmonConfig", "load_config"]
 
 
-@dataclass(frozen=True)
-class FinmonApp:
-    name: str
-    summary: str
-    cli: typer.Typer
+# the API and pages import FastAPI and the store: built only when a server mounts them, so that loading the
+# application for `shipyard app ...` stays cheap
+def _routers(context: AppContext) -> list[Any]:
+    from shipyard.apps.finmon.api import api_router
 
-    def routers(self, context: Any) -> list[APIRouter]:
-        return [api_router(context)]
-
-    def pages(self, context: Any) -> list[APIRouter]:
-        return [pages_router(context)]
+    return [api_router(context)]
 
 
-APP = FinmonApp(
+def _pages(context: AppContext) -> list[Any]:
+    from shipyard.apps.finmon.pages import pages_router
+
+    return [pages_router(context)]
+
+
+APP = Application(
     name="finmon",
     summary="financial-news sentiment monitor: sources in, sentiment per company, alerts out",
     cli=cli,
+    routers=_routers,
+    pages=_pages,
 )

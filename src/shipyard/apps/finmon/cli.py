@@ -10,9 +10,7 @@ from pathlib import Path
 import typer
 from prometheus_client import start_http_server
 
-from shipyard.apps.finmon.backtest import lead_lag, read_prices, report, sentiment_from_store
 from shipyard.apps.finmon.config import FolderSource, load_config
-from shipyard.apps.finmon.runner import Monitor
 from shipyard.apps.finmon.store import Store
 from shipyard.errors import ShipyardError
 
@@ -39,6 +37,8 @@ def run(
 ) -> None:
     """Run the monitor on its configured sources until stopped (Ctrl-C / SIGTERM stop it gracefully)."""
     _logging(quiet)
+    from shipyard.apps.finmon.runner import Monitor  # heavy (torch, through the model): not on every `shipyard`
+
     try:
         monitor = Monitor(load_config(config))
     except ShipyardError as exc:
@@ -61,6 +61,8 @@ def replay(
 ) -> None:
     """Feed one file through the monitor (in place of its configured sources) and stop when it is done."""
     _logging(quiet)
+    from shipyard.apps.finmon.runner import Monitor  # heavy (torch, through the model): not on every `shipyard`
+
     try:
         settings = load_config(config)
         source = FolderSource(name=f"replay:{file.name}", path=str(file.resolve().parent), patterns=[file.name])
@@ -88,6 +90,9 @@ def backtest(
     method: str = typer.Option("fisher", help="confidence intervals: fisher or bootstrap"),
 ) -> None:
     """Lead-lag correlation of each entity's sentiment with its next-period returns (not a trading signal)."""
+    # heavy (pandas, scipy): only this command needs them, not every `shipyard` start
+    from shipyard.apps.finmon.backtest import lead_lag, read_prices, report, sentiment_from_store
+
     try:
         settings = load_config(config)
         store = Store(settings.resolve(settings.store), settings.windows)
