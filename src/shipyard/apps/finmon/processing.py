@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from datasketch import MinHash, MinHashLSH
-
 from shipyard.apps.finmon.config import Entity, Processing
 
 
@@ -178,14 +176,18 @@ class NearDuplicates:
     is stored fifty times but counted once. Remembers the last ``memory`` documents (oldest forgotten first)."""
 
     def __init__(self, threshold: float, num_perm: int, memory: int) -> None:
+        # datasketch pulls scipy in (seconds): imported when a monitor starts, not on every `shipyard` command
+        from datasketch import MinHash, MinHashLSH
+
+        self._minhash = MinHash
         self.threshold, self.num_perm, self.memory = threshold, num_perm, memory
         self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
         self.order: deque[str] = deque()
         first = MinHash(num_perm=num_perm, seed=1)  # permutations drawn once: costly for every document
         self.permutations, self.scheme = first.permutations, first.scheme
 
-    def signature(self, text: str) -> MinHash:
-        sig = MinHash(num_perm=self.num_perm, seed=1, permutations=self.permutations, scheme=self.scheme)
+    def signature(self, text: str) -> Any:
+        sig = self._minhash(num_perm=self.num_perm, seed=1, permutations=self.permutations, scheme=self.scheme)
         sig.update_batch(list(shingles(text)))
         return sig
 
