@@ -24,6 +24,7 @@ import torch
 import yaml
 from torch import nn
 
+from shipyard.data.preprocess import Preprocessor
 from shipyard.errors import ShipyardError
 from shipyard.io import INCOMPLETE, atomic_save_safetensors, atomic_write_json
 from shipyard.models.registry import build_for_task
@@ -196,8 +197,6 @@ class Artifact:
             raise ShipyardError(f"{META} is not valid JSON ({exc.msg}, line {exc.lineno})", where=str(path)) from None
         if meta.get("format_version") != FORMAT_VERSION:
             raise ShipyardError(f"unsupported artifact format_version {meta.get('format_version')!r}", where=str(path))
-        from shipyard.data.preprocess import Preprocessor
-
         preprocessor = Preprocessor.load(path)
         art = cls(path=path, meta=meta, preprocessor=preprocessor)
         if meta["backend"] == "onnx":

@@ -22,10 +22,19 @@ from typing import Any
 import numpy as np
 import yaml
 
+from shipyard.artifact import save_torch_artifact
+from shipyard.config.compare import config_differences
+from shipyard.config.loader import ConfigError, load_job, parse_yaml, validate_dict
 from shipyard.config.schema import Job, TrainingConfig
+from shipyard.data.prepare import prepare_data
 from shipyard.data.rows import read_options
 from shipyard.data.text import make_text_encoder
 from shipyard.errors import ShipyardError
+from shipyard.evaluation.abstain import abstain_metrics, calibrate, report_section
+from shipyard.evaluation.baseline import baseline_check
+from shipyard.evaluation.fairness import fairness_metrics
+from shipyard.evaluation.metrics import compute_metrics
+from shipyard.evaluation.run_report import write_run_report
 from shipyard.io import (
     INCOMPLETE,
     RUN_INFO,
@@ -35,7 +44,12 @@ from shipyard.io import (
     recorded_base_dir,
     storage_error,
 )
-from shipyard.models.registry import get_family
+from shipyard.models.registry import build_for_task, get_family
+from shipyard.store.runs import RunStore
+from shipyard.training.distributed import DistContext
+from shipyard.training.engine import Engine, read_log, seed_everything
+from shipyard.training.privacy import check_model, check_training_config, parse_privacy
+from shipyard.training.soup import fit_soup
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +99,6 @@ def dump_config(job: Job) -> str:
 def load_run_job(run_dir: Path) -> tuple[Job, Path]:
     """The job a run was started with (its own config.yaml) and the folder its relative data paths start from
     (recorded in run.json), so `train --resume RUN` rebuilds the same data without the original job file."""
-    from shipyard.config.loader import load_job
 
     config = Path(run_dir) / "config.yaml"
     if not config.is_file():
@@ -96,8 +109,6 @@ def load_run_job(run_dir: Path) -> tuple[Job, Path]:
 def _check_resume_config(job: Job, run_dir: Path) -> None:
     """Resuming trains on from the run's checkpoint: a different split, seed, rate or model would silently mix
     two jobs (or fail on the weights' shapes), so any difference in what is learnt is refused."""
-    from shipyard.config.compare import config_differences
-    from shipyard.config.loader import ConfigError, parse_yaml, validate_dict
 
     config = run_dir / "config.yaml"
     if not config.is_file():
@@ -116,9 +127,7 @@ def _check_resume_config(job: Job, run_dir: Path) -> None:
         )
 
 
-def _store_for(run_dir: Path) -> Any:
-    from shipyard.store.runs import RunStore
-
+def _store_for(run_dir: Path) -> RunStore:
     return RunStore.for_root(run_dir.parent)
 
 
@@ -146,19 +155,10 @@ def run_job(
     show_progress: bool = True,
 ) -> RunResult:
     """Train, evaluate and package one job. With ``resume`` the run folder must hold a checkpoint."""
-    from shipyard.data.prepare import prepare_data
-    from shipyard.evaluation.baseline import baseline_check
-    from shipyard.evaluation.metrics import compute_metrics
-    from shipyard.training.engine import Engine, read_log
-
     base_dir = Path(base_dir or Path.cwd())
     # responsible AI (training/privacy.py): the `privacy` section is validated before anything is read or written
-    from shipyard.training.privacy import parse_privacy
-
     privacy = parse_privacy(job.privacy)
     dp_config = privacy.differential_privacy if privacy is not None else None
-    from shipyard.training.distributed import DistContext
-
     ctx = DistContext.create(job.training.device, new_job=True)
     if resume:
         if run_dir is None or not any((Path(run_dir) / d).is_dir() for d in ("checkpoints", "soup")):
@@ -187,14 +187,9 @@ def run_job(
         y = train.target.astype(np.float64)
         target_scale = (float(y.mean()), float(y.std() or 1.0))
 
-    from shipyard.models.registry import build_for_task
-    from shipyard.training.engine import seed_everything
-
     seed_everything(job.training.seed)  # weight initialisation is part of what the seed fixes
     model = build_for_task(job.model.type, job.model.params(), prepared.input_spec, target_scale)
     if dp_config is not None:  # DP-SGD: refuse BatchNorm etc. before the run folder exists
-        from shipyard.training.privacy import check_model, check_training_config
-
         check_training_config(job.training, dp_config, ctx.world_size)
         check_model(model, job.model.type)
 
@@ -261,8 +256,6 @@ def run_job(
         if fit.privacy is not None:  # DP-SGD accounting: epsilon / delta spent (training/privacy.py)
             metrics["privacy"] = fit.privacy
         if job.evaluation.sensitive_features:  # group fairness + post-processing (evaluation/fairness.py)
-            from shipyard.evaluation.fairness import fairness_metrics
-
             fairness = fairness_metrics(job, prepared, predictions)
             if fairness:
                 metrics["fairness"] = fairness
@@ -278,8 +271,6 @@ def run_job(
         if fit.soup is not None:
             metrics["training"]["soup"] = fit.soup
         atomic_write_json(run_dir / "metrics.json", metrics)
-        from shipyard.artifact import save_torch_artifact
-
         save_torch_artifact(
             run_dir / "model",
             model=model,
@@ -298,17 +289,15 @@ def run_job(
         )
         sections = []
         if abstain is not None:
-            from shipyard.evaluation.abstain import report_section
-
             sections.append(report_section(abstain))
         optimized: dict[str, Any] | None = None
         if job.optimize:  # compression runs on the finished artifact; its table becomes a report section
-            from shipyard.optimize import optimize_run
+            from shipyard.optimize import optimize_run  # imports onnx and onnxruntime: only for a job that asks
 
             optimized = optimize_run(run_dir, job.optimize, base_dir=base_dir, prepared=prepared, allow_incomplete=True)
             if optimized.get("section") is not None:
                 sections.append(optimized["section"])
-        report = _write_report(
+        report = write_run_report(
             job, run_dir, metrics, prepared, read_log(run_dir / "train_log.jsonl"), predictions, test, sections
         )
         (run_dir / INCOMPLETE).unlink()  # last: only now may the run's model be loaded and served
@@ -361,8 +350,6 @@ def _claim(run_dir: Path, resume: bool) -> None:
 def _fit(job: Job, make_engine: Any, engine: Any, model: Any, train: Any, val: Any, run_dir: Path, resume: bool) -> Any:
     validation = val if len(val.target) else None
     if job.training.soup is not None:  # several runs from the same start, weight-averaged (training/soup.py)
-        from shipyard.training.soup import fit_soup
-
         return fit_soup(make_engine, model, train, validation, run_dir, job.training, job.task, resume=resume)
     return engine.fit(model, train, validation, run_dir, resume=resume)
 
@@ -372,8 +359,6 @@ def _abstain(job: Job, labels: Any, val: Any, test: Any, predictions: dict[str, 
     cfg = job.evaluation.abstain
     if cfg is None:
         return None
-    from shipyard.evaluation.abstain import abstain_metrics, calibrate
-
     validation = (val.target, predictions["validation"]) if "validation" in predictions else None
     threshold = calibrate(cfg, labels, validation)
     result: dict[str, Any] = {
@@ -397,44 +382,3 @@ def _save_splits(run_dir: Path, prepared: Any) -> None:
         if frame is None or len(frame) == 0:
             continue
         atomic_write_parquet(run_dir / "splits" / f"{name}.parquet", frame, private=True)  # raw rows: 0600
-
-
-def _write_report(
-    job: Job,
-    run_dir: Path,
-    metrics: dict,
-    prepared: Any,
-    train_log: list,
-    predictions: dict,
-    test: Any,
-    sections: list | None = None,
-) -> Path:
-    from shipyard.evaluation.model_card import write_model_card
-    from shipyard.evaluation.report import write_report
-    from shipyard.evaluation.sections import build_sections  # privacy, soup, fairness, text, explanations
-
-    extra_sections = list(sections or [])
-    extra_sections += build_sections(
-        job=job, run_dir=run_dir, metrics=metrics, prepared=prepared, predictions=predictions
-    )
-    test_predictions = {
-        "y_true": test.target,
-        "outputs": predictions.get("test", np.zeros((0,))),
-        "labels": prepared.labels,
-    }
-    config = job.model_dump(mode="json")
-    path = write_report(
-        run_dir,
-        job_config=config,
-        metrics=metrics,
-        summary=prepared.summary,
-        train_log=train_log,
-        test_predictions=test_predictions,
-        extra_sections=extra_sections,
-    )
-    from shipyard.evaluation.fairness import card_summary  # privacy / fairness figures for the card
-
-    extra = {"privacy": metrics.get("privacy"), "fairness": card_summary(metrics.get("fairness"))}
-    extra = {k: v for k, v in extra.items() if v}
-    write_model_card(run_dir, job_config=config, metrics=metrics, summary=prepared.summary, extra=extra)
-    return path

@@ -18,6 +18,7 @@ import pandas as pd
 from shipyard.config.schema import Job
 from shipyard.data.checks import summarize
 from shipyard.data.cleaning import clean_frame, count_clipped
+from shipyard.data.pii import apply_pii
 from shipyard.data.preprocess import Preprocessor, TextEncoder
 from shipyard.data.sources import load_source
 from shipyard.data.splits import SPLIT_NAMES, split_frame
@@ -131,8 +132,6 @@ def prepare_data(
     # personal data (data/pii.py): the `data.pii` step runs on the loaded rows, before cleaning; counts only
     pii_reports: dict[str, Any] = {}
     if data.pii is not None:
-        from shipyard.data.pii import apply_pii
-
         for key, frame in list(frames.items()):
             out, pii_reports[key] = apply_pii(frame, data.pii)
             out.attrs.update(frame.attrs)

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from shipyard.config.loader import validate_dict
 from shipyard.config.schema import SourceConfig
 from shipyard.data.sources import infer_format, load_source
 from shipyard.data.target import check_class_count, infer_task
@@ -107,8 +108,6 @@ def _text_model_job(frame: pd.DataFrame, column: str) -> tuple[dict[str, Any], d
 
 def starter_job(data_file: Path, task: str | None, target: str) -> StarterJob:
     """The starter job for ``data_file``; ``task`` None infers it from the target column (see `infer_task`)."""
-    from shipyard.config.loader import validate_dict
-
     data_file = Path(data_file)
     notes: list[str] = []
     if task is not None:

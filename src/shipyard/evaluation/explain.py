@@ -27,8 +27,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from shipyard.artifact import Artifact
 from shipyard.data.rows import read_rows
 from shipyard.errors import ShipyardError
+from shipyard.evaluation.report import ReportSection, figure_to_img_tag, new_figure, table_html
 
 log = logging.getLogger(__name__)
 
@@ -399,8 +401,6 @@ def _explain_inputs(art: Any, inputs: dict[str, np.ndarray], n: int) -> list[dic
 
 def explain_run(run_dir: str | Path, input_file: str | Path, n: int = 10) -> list[dict[str, Any]]:
     """Explain the first ``n`` rows of ``input_file`` (CSV / JSONL / Parquet) with the run's model."""
-    from shipyard.artifact import Artifact
-
     if n < 1:
         raise ShipyardError("--n must be at least 1", where="--n")
     run_dir = Path(run_dir)
@@ -415,8 +415,6 @@ def explain_run(run_dir: str | Path, input_file: str | Path, n: int = 10) -> lis
 
 def report_sections(*, job: Any, run_dir: Any, metrics: dict[str, Any], prepared: Any, predictions: Any) -> list[Any]:
     """The report's "Explanations" section: sampled explanations of test rows (+ permutation importance)."""
-    from shipyard.evaluation.report import ReportSection
-
     try:
         body = _report_body(job, Path(run_dir), prepared)
     except Exception as exc:  # an explanation must never cost a run its report
@@ -426,9 +424,6 @@ def report_sections(*, job: Any, run_dir: Any, metrics: dict[str, Any], prepared
 
 
 def _report_body(job: Any, run_dir: Path, prepared: Any) -> str:
-    from shipyard.artifact import Artifact
-    from shipyard.evaluation.report import figure_to_img_tag, new_figure, table_html
-
     split = prepared.splits["test"] if len(prepared.splits["test"]) else prepared.splits["validation"]
     if len(split) == 0 or not (run_dir / "model").is_dir():
         return ""

@@ -38,6 +38,8 @@ import pandas as pd
 from shipyard.config.errors import validate_section
 from shipyard.config.evaluation import FairnessThresholds
 from shipyard.data.types import require_columns
+from shipyard.evaluation.metrics import to_probabilities
+from shipyard.evaluation.report import ReportSection, figure_to_img_tag, new_figure, table_html
 
 log = logging.getLogger(__name__)
 
@@ -217,8 +219,6 @@ def mitigate_threshold(
 
 
 def _binary_scores(outputs: np.ndarray) -> np.ndarray:
-    from shipyard.evaluation.metrics import to_probabilities
-
     return to_probabilities(outputs)[:, 1]
 
 
@@ -315,8 +315,6 @@ def card_summary(fairness: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _chart(col: str, report: dict[str, Any]) -> str:
-    from shipyard.evaluation.report import figure_to_img_tag, new_figure
-
     groups = list(report["groups"])
     keys = ["selection_rate", "tpr", "fpr", "accuracy"]
     fig = new_figure(max(6.0, 1.0 + 0.9 * len(groups)), 3.6)
@@ -335,8 +333,6 @@ def _chart(col: str, report: dict[str, Any]) -> str:
 
 
 def report_sections(*, job: Any, run_dir: Any, metrics: dict[str, Any], prepared: Any, predictions: Any) -> list[Any]:
-    from shipyard.evaluation.report import ReportSection, table_html
-
     fairness = metrics.get("fairness")
     if not fairness:
         return []
