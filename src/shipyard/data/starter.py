@@ -106,7 +106,9 @@ def _text_model_job(frame: pd.DataFrame, column: str) -> tuple[dict[str, Any], d
     return model, training, comments
 
 
-def starter_job(data_file: Path, task: str | None, target: str) -> StarterJob:
+def starter_job(  # long: the starter page is written top to bottom, each comment beside its block
+    data_file: Path, task: str | None, target: str
+) -> StarterJob:
     """The starter job for ``data_file``; ``task`` None infers it from the target column (see `infer_task`)."""
     data_file = Path(data_file)
     notes: list[str] = []

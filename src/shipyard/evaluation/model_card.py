@@ -219,7 +219,7 @@ def _limitations(
     return [f"- {_md(note)}" for note in notes]
 
 
-def write_model_card(
+def write_model_card(  # long: the card's sections in the order a reader meets them
     run_dir: Path,
     *,
     job_config: Mapping[str, Any],
