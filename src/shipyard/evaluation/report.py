@@ -29,11 +29,10 @@ import yaml
 from markupsafe import Markup
 
 from shipyard.evaluation._common import format_value as _format_value
-from shipyard.evaluation._common import is_number as _is_number
 from shipyard.evaluation._common import plain as _plain
 from shipyard.evaluation.report_blocks import ReportSection, cell_html, figure_to_img_tag, new_figure, table_html
 from shipyard.evaluation.report_plots import classification_sections, learning_curves, regression_sections
-from shipyard.evaluation.splits import metric_splits
+from shipyard.evaluation.splits import metric_names, metric_splits
 from shipyard.io import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -92,11 +91,7 @@ def _nested_html(value: Any, depth: int = 0) -> str:
 
 
 def _metrics_table(splits: Mapping[str, Mapping[str, Any]]) -> str:
-    names: dict[str, None] = {}
-    for values in splits.values():
-        for key, value in values.items():
-            if _is_number(value) or value is None:
-                names.setdefault(key, None)
+    names = metric_names(splits)
     if not names:
         return ""
     rows = [{"metric": name, **{split: values.get(name) for split, values in splits.items()}} for name in names]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from shipyard.errors import ShipyardError
-from shipyard.store.db import DB_FILENAME, Database, dumps, loads, parse_time, utc_now
+from shipyard.store.db import StoreTable, dumps, loads, parse_time, utc_now
 from shipyard.store.liveness import process_alive, this_process
 
 logger = logging.getLogger(__name__)
@@ -86,16 +86,8 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-class RunStore:
+class RunStore(StoreTable):
     """The run index in a SQLite file. Safe to share between threads."""
-
-    def __init__(self, db_path: Path) -> None:
-        self.db = Database(db_path)
-
-    @classmethod
-    def for_root(cls, runs_root: Path) -> RunStore:
-        """The store for a runs folder: ``runs_root/shipyard.db``."""
-        return cls(Path(runs_root) / DB_FILENAME)
 
     # ---- writing -------------------------------------------------------------------------------------------
 
