@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 import yaml
+from safetensors.torch import load_file
 from torch import nn
 
 from shipyard.data.preprocess import Preprocessor
@@ -206,8 +207,6 @@ class Artifact:
         return art
 
     def _build_torch(self) -> nn.Module:
-        from safetensors.torch import load_file
-
         spec = InputSpec.from_meta(self.meta)
         params = dict(self.meta["model"]["params"])
         params.update(self.meta.get("artifact_params", {}))
@@ -315,7 +314,7 @@ class Artifact:
 
 
 def _onnx_session(path: Path) -> Any:
-    import onnxruntime as ort
+    import onnxruntime as ort  # heavy: ONNX Runtime, only for an optimised (ONNX) model
 
     if not path.is_file():
         raise ShipyardError("ONNX file missing", where=str(path))

@@ -34,7 +34,7 @@ def _object_column(arrays: Any) -> pd.Series:
 
 
 def load_sklearn_digits(cfg: SourceConfig) -> pd.DataFrame:
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # heavy: scikit-learn's datasets, only for this source
 
     digits = load_digits()
     # sklearn's digits are 0..16 intensities; scale to the 0..255 uint8 range every other image source uses.
@@ -102,7 +102,7 @@ def load_idx(images_path: Path, labels_path: Path, cfg: SourceConfig) -> pd.Data
 
 
 def _resize(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    from PIL import Image
+    from PIL import Image  # Pillow: only image sources need it
 
     height, width = size
     return np.asarray(Image.fromarray(array).resize((width, height), Image.Resampling.BILINEAR))
@@ -116,7 +116,7 @@ def _image_files(root: Path) -> Iterator[tuple[Path, str]]:
 
 
 def load_image_folder(root: Path, cfg: SourceConfig) -> pd.DataFrame:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError  # Pillow: only image sources need it
 
     if not root.exists():
         raise ShipyardError("image folder does not exist", where=str(root))
@@ -132,7 +132,7 @@ def load_image_folder(root: Path, cfg: SourceConfig) -> pd.DataFrame:
     first_shape: tuple[int, ...] | None = None
     iterator: Any = files
     if len(files) > 2000:
-        from rich.progress import track
+        from rich.progress import track  # rich's bar: only for a folder of images
 
         iterator = track(files, description=f"reading {len(files)} images", transient=True)
     for file, label in iterator:

@@ -85,7 +85,7 @@ def tabular_attributions(
     model: nn.Module, x: np.ndarray, groups: list[tuple[str, list[int]]], task: str = "classification"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Integrated-gradients attributions summed per column: (N, n_columns), and the explained class per row."""
-    from captum.attr import IntegratedGradients
+    from captum.attr import IntegratedGradients  # heavy: Captum, only when explaining
 
     model.eval()
     xt = torch.as_tensor(np.asarray(x, dtype=np.float32))
@@ -133,7 +133,7 @@ def permutation_importance(
     seed: int = 0,
 ) -> list[dict[str, Any]]:
     """Score drop per original column when its encoded block is shuffled across rows (sorted, largest first)."""
-    from sklearn.metrics import accuracy_score, r2_score
+    from sklearn.metrics import accuracy_score, r2_score  # scikit-learn's metrics: only here
 
     rng = np.random.default_rng(seed)
     if len(x) > MAX_PERMUTATION_ROWS:
@@ -165,7 +165,7 @@ def permutation_importance(
 
 def image_saliency(model: nn.Module, x: np.ndarray, task: str = "classification") -> tuple[np.ndarray, np.ndarray]:
     """|gradient| of the predicted class's logit per pixel (max over channels): (N, H, W), and the classes."""
-    from captum.attr import Saliency
+    from captum.attr import Saliency  # heavy: Captum, only when explaining
 
     model.eval()
     xt = torch.as_tensor(np.asarray(x, dtype=np.float32))

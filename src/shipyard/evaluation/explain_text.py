@@ -53,7 +53,7 @@ def _token_scores(
     model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, tokenizer: Any
 ) -> tuple[np.ndarray, torch.Tensor]:
     """LayerIntegratedGradients on the input embeddings toward the predicted class: (N, L) scores, classes."""
-    from captum.attr import LayerIntegratedGradients
+    from captum.attr import LayerIntegratedGradients  # heavy: Captum, only when explaining
 
     model.eval()
     encoder = getattr(model, "encoder", None)

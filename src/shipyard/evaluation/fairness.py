@@ -81,6 +81,7 @@ def group_report(
 ) -> dict[str, Any]:
     """Per-group accuracy / selection rate / TPR / FPR, DP and EO difference and ratio, and flags, for binary
     0/1 ``y_true`` / ``y_pred`` and one array of group names."""
+    # heavy: fairlearn, only for a fairness report
     from fairlearn.metrics import (
         MetricFrame,
         count,
@@ -92,7 +93,7 @@ def group_report(
         selection_rate,
         true_positive_rate,
     )
-    from sklearn.metrics import accuracy_score
+    from sklearn.metrics import accuracy_score  # scikit-learn: with fairlearn, only for a fairness report
 
     th = thresholds or FairnessThresholds()
     y_true = np.asarray(y_true).astype(int)
@@ -152,7 +153,7 @@ def group_report(
 def _score_model() -> Any:
     """A 'prefit' estimator whose prediction is its single input column: lets ThresholdOptimizer work on the
     model's stored scores without re-running the network."""
-    from sklearn.base import BaseEstimator, ClassifierMixin
+    from sklearn.base import BaseEstimator, ClassifierMixin  # scikit-learn: only for mitigation
 
     class ScoreModel(ClassifierMixin, BaseEstimator):
         def fit(self, X: Any, y: Any = None) -> Any:
@@ -181,8 +182,9 @@ def mitigate_threshold(
 ) -> dict[str, Any]:
     """ThresholdOptimizer (prefit) on positive-class scores; before/after accuracy, DP and EO differences and
     per-group selection rates on the evaluation data. Returns also the mitigated predictions (``"y_pred"``)."""
+    # heavy: fairlearn, only for mitigation
     from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
-    from fairlearn.postprocessing import ThresholdOptimizer
+    from fairlearn.postprocessing import ThresholdOptimizer  # heavy: fairlearn
 
     opt = ThresholdOptimizer(
         estimator=_score_model(),

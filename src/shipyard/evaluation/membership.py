@@ -76,7 +76,7 @@ def calibrated_scores(outputs: np.ndarray, y: np.ndarray, ref_outputs: np.ndarra
 
 def attack_metrics(member_scores: np.ndarray, nonmember_scores: np.ndarray) -> dict[str, float]:
     """AUC and best advantage (max TPR - FPR) of 'higher score = member'."""
-    from sklearn.metrics import roc_auc_score, roc_curve
+    from sklearn.metrics import roc_auc_score, roc_curve  # scikit-learn: only for an audit
 
     labels = np.r_[np.ones(len(member_scores)), np.zeros(len(nonmember_scores))]
     scores = np.r_[member_scores, nonmember_scores]

@@ -143,7 +143,7 @@ def _render_page(
     sections: list[tuple[str, str]],
 ) -> str:
     """The one HTML page template, for the run report and for a section written on its own."""
-    from jinja2 import Environment, PackageLoader, select_autoescape
+    from jinja2 import Environment, PackageLoader, select_autoescape  # Jinja: only when a page is rendered
 
     used: set[str] = set()
     env = Environment(
