@@ -60,13 +60,16 @@ def test_bad_feedback_is_refused_and_nothing_is_written(store, model_dir, item, 
     ids = _log(store, model_dir)
     record_feedback(store, FeedbackItem(ids[0], label="pos"), actor="t")
     before = _count(store)
-    item = item or {
-        "not one of the model's labels": FeedbackItem(ids[1], label="maybe"),
-        "already has feedback": FeedbackItem(ids[0], label="neg"),
-        "exactly one of": FeedbackItem(ids[1], label="pos", rating=3),
-        "thumbs must be": FeedbackItem(ids[1], thumbs="sideways"),
-        "rating must be": FeedbackItem(ids[1], rating=9),
-    }[message]
+    item = (
+        item
+        or {
+            "not one of the model's labels": FeedbackItem(ids[1], label="maybe"),
+            "already has feedback": FeedbackItem(ids[0], label="neg"),
+            "exactly one of": FeedbackItem(ids[1], label="pos", rating=3),
+            "thumbs must be": FeedbackItem(ids[1], thumbs="sideways"),
+            "rating must be": FeedbackItem(ids[1], rating=9),
+        }[message]
+    )
     with pytest.raises(FeedbackError, match=message) as info:
         record_feedback(store, item, actor="t")
     assert info.value.status == status
@@ -89,11 +92,7 @@ def test_csv_import_is_all_or_nothing_and_names_the_bad_rows(store, model_dir, t
     ids = _log(store, model_dir)
     bad = tmp_path / "bad.csv"
     bad.write_text(
-        "prediction_id,label\n"
-        f"{ids[0]},pos\n"
-        f"{ids[1]},maybe\n"
-        f"{'f' * 32},neg\n"
-        f"{ids[0]},neg\n",
+        f"prediction_id,label\n{ids[0]},pos\n{ids[1]},maybe\n{'f' * 32},neg\n{ids[0]},neg\n",
         encoding="utf-8",
     )
     with pytest.raises(ShipyardError) as info:

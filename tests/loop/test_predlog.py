@@ -9,7 +9,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -135,8 +134,9 @@ def test_killing_a_writer_mid_batch_loses_at_most_that_batch(tmp_path, model_dir
     conn = sqlite3.connect(db)
     try:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        count, low, high = conn.execute("SELECT COUNT(*), MIN(json_extract(inputs, '$.x')), "
-                                        "MAX(json_extract(inputs, '$.x')) FROM loop_predictions").fetchone()
+        count, low, high = conn.execute(
+            "SELECT COUNT(*), MIN(json_extract(inputs, '$.x')), MAX(json_extract(inputs, '$.x')) FROM loop_predictions"
+        ).fetchone()
     finally:
         conn.close()
     assert count >= 500 and count % 50 == 0  # whole batches only: the one in flight is lost, never half-written

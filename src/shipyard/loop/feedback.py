@@ -103,7 +103,9 @@ def validate(item: FeedbackItem, prediction: Any, *, where: str) -> dict[str, An
     elif kind == "rating":
         rating = _number(item.rating, "rating", where)
         if rating != int(rating) or not 1 <= rating <= 5:
-            raise FeedbackError(f"rating must be a whole number from 1 to 5, got {item.rating!r}", status=422, where=where)
+            raise FeedbackError(
+                f"rating must be a whole number from 1 to 5, got {item.rating!r}", status=422, where=where
+            )
         row["rating"] = int(rating)
     else:
         thumbs = str(item.thumbs).strip().lower()
@@ -147,11 +149,15 @@ def record_feedback(
         if model is not None and prediction["model"] != model:
             raise FeedbackError(f"unknown prediction id {item.prediction_id!r} for model {model!r}", status=404)
         row = validate(item, prediction, where=where)
-        row.update(prediction_id=prediction["id"], model=prediction["model"], source=source, actor=actor, at=time.time())
+        row.update(
+            prediction_id=prediction["id"], model=prediction["model"], source=source, actor=actor, at=time.time()
+        )
         try:
             conn.execute(feedback.insert().values(**row))
         except sa.exc.IntegrityError:  # a concurrent answer for the same prediction won the race
-            raise FeedbackError(f"prediction {item.prediction_id!r} already has feedback (a duplicate)", status=409) from None
+            raise FeedbackError(
+                f"prediction {item.prediction_id!r} already has feedback (a duplicate)", status=409
+            ) from None
     return row
 
 
@@ -186,7 +192,8 @@ def import_feedback_csv(store: LoopStore, path: str | Path, *, actor: str, sourc
         raise ShipyardError(f"cannot read the feedback file: {exc}", where=str(path)) from None
     if "prediction_id" not in header or not set(KINDS) & set(header):
         raise ShipyardError(
-            f"the header must name prediction_id and one of {', '.join(KINDS)}; it has {', '.join(header) or 'nothing'}",
+            f"the header must name prediction_id and one of {', '.join(KINDS)}; "
+            f"it has {', '.join(header) or 'nothing'}",
             where=f"{path}, row 1",
         )
     problems: list[str] = []
@@ -215,7 +222,9 @@ def import_feedback_csv(store: LoopStore, path: str | Path, *, actor: str, sourc
             shown = "; ".join(problems[:MAX_IMPORT_ERRORS])
             more = f" (and {len(problems) - MAX_IMPORT_ERRORS} more)" if len(problems) > MAX_IMPORT_ERRORS else ""
             raise ShipyardError(
-                f"{len(problems)} bad row(s), nothing imported: {shown}{more}", where=str(path), hint="fix them and import again"
+                f"{len(problems)} bad row(s), nothing imported: {shown}{more}",
+                where=str(path),
+                hint="fix them and import again",
             )
         if rows:
             conn.execute(feedback.insert(), rows)
@@ -233,7 +242,9 @@ def labelled_rows(store: LoopStore, model: str, *, since: float | None = None) -
     from shipyard.loop.predlog import rows_to_frame
 
     query = (
-        sa.select(predictions, feedback.c.label.label("fb_label"), feedback.c.value.label("fb_value"), feedback.c.correct)
+        sa.select(
+            predictions, feedback.c.label.label("fb_label"), feedback.c.value.label("fb_value"), feedback.c.correct
+        )
         .join(feedback, feedback.c.prediction_id == predictions.c.id)
         .where(predictions.c.model == model)
         .where(sa.or_(feedback.c.label.is_not(None), feedback.c.value.is_not(None)))
@@ -250,7 +261,9 @@ def labelled_rows(store: LoopStore, model: str, *, since: float | None = None) -
     return frame
 
 
-def feedback_accuracy(store: LoopStore, model: str, *, since: float | None = None, until: float | None = None) -> tuple[int, float | None]:
+def feedback_accuracy(
+    store: LoopStore, model: str, *, since: float | None = None, until: float | None = None
+) -> tuple[int, float | None]:
     """How many answers say whether the prediction was right, and the share that were."""
     query = sa.select(feedback.c.correct).where(feedback.c.model == model, feedback.c.correct.is_not(None))
     if since is not None:
