@@ -59,6 +59,8 @@ class PromotionConfig(_Section):
     """The challenger replaces the champion only when it is better by ``margin`` and the test says so."""
 
     margin: float = Field(default=0.0, ge=0.0, le=1.0)  # absolute metric difference (accuracy, or -MAE)
+    # when the decision is taken on the feedback slice, the most the challenger may lose on the fixed holdout
+    holdout_tolerance: float = Field(default=0.01, ge=0.0, le=1.0)
     alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
     bootstrap: int = Field(default=2000, ge=100, le=100_000)
     min_feedback: int = Field(default=30, ge=1)  # the feedback slice counts only with this many labelled rows

@@ -32,7 +32,10 @@ class AlertSink:
             registry=self.registry,
         )
         self.drift_p = Gauge(
-            "shipyard_drift_p_value", "p-value of the last drift test", ["model", "feature", "test"], registry=self.registry
+            "shipyard_drift_p_value",
+            "p-value of the last drift test",
+            ["model", "feature", "test"],
+            registry=self.registry,
         )
         self.drifted = Gauge(
             "shipyard_drift_detected", "1 when the last check found drift, else 0", ["model"], registry=self.registry
@@ -70,7 +73,9 @@ class AlertSink:
             self.webhook_url or "", data=body, method="POST", headers={"Content-Type": "application/json"}
         )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:  # noqa: S310 (http(s) only, checked by the config)
+            with urllib.request.urlopen(
+                request, timeout=self.timeout_s
+            ) as response:  # http(s) only: checked by the config
                 response.read()
         except (urllib.error.URLError, OSError, ValueError) as exc:
             self.webhook_failures.labels(payload["model"]).inc()

@@ -149,12 +149,20 @@ def compare_frames(
         if kind == "text":
             results.append(_text_drift(name, reference[name], current[name], thresholds, alpha, embed, seed))
         elif kind in ("numeric", "categorical"):
-            results.append(compare_feature(name, kind, reference[name], current[name], alpha=alpha, psi_floor=thresholds.psi))
+            results.append(
+                compare_feature(name, kind, reference[name], current[name], alpha=alpha, psi_floor=thresholds.psi)
+            )
     return results
 
 
 def _text_drift(
-    name: str, reference: pd.Series, current: pd.Series, thresholds: DriftThresholds, alpha: float, embed: Any, seed: int
+    name: str,
+    reference: pd.Series,
+    current: pd.Series,
+    thresholds: DriftThresholds,
+    alpha: float,
+    embed: Any,
+    seed: int,
 ) -> FeatureDrift:
     if embed is None:
         embed = embed_texts
@@ -162,7 +170,9 @@ def _text_drift(
     ref = reference.dropna().astype(str).sample(n=min(n, reference.notna().sum()), random_state=seed).tolist()
     cur = current.dropna().astype(str).sample(n=min(n, current.notna().sum()), random_state=seed).tolist()
     vectors = np.asarray(embed(ref + cur))
-    statistic, p = mmd_test(vectors[: len(ref)], vectors[len(ref) :], permutations=thresholds.mmd_permutations, seed=seed)
+    statistic, p = mmd_test(
+        vectors[: len(ref)], vectors[len(ref) :], permutations=thresholds.mmd_permutations, seed=seed
+    )
     return FeatureDrift(name, "text", "mmd", statistic, p, None, bool(p < alpha))
 
 
@@ -189,12 +199,17 @@ def embed_texts(texts: list[str], batch_size: int = 64) -> np.ndarray:
         from transformers import AutoModel  # heavy optional import: only text models need it
 
         folder = default_model_dir()
-        _EMBEDDERS["minilm"] = (load_tokenizer(folder), AutoModel.from_pretrained(str(folder), local_files_only=True).eval())
+        _EMBEDDERS["minilm"] = (
+            load_tokenizer(folder),
+            AutoModel.from_pretrained(str(folder), local_files_only=True).eval(),
+        )
     tokenizer, model = _EMBEDDERS["minilm"]
     chunks = []
     with torch.inference_mode():
         for start in range(0, len(texts), batch_size):
-            enc = tokenizer(texts[start : start + batch_size], padding=True, truncation=True, max_length=128, return_tensors="pt")
+            enc = tokenizer(
+                texts[start : start + batch_size], padding=True, truncation=True, max_length=128, return_tensors="pt"
+            )
             hidden = model(**enc).last_hidden_state
             mask = enc["attention_mask"].unsqueeze(-1).float()
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)

@@ -196,22 +196,44 @@ def import_feedback_csv(store: LoopStore, path: str | Path, *, actor: str, sourc
             f"it has {', '.join(header) or 'nothing'}",
             where=f"{path}, row 1",
         )
+    return import_feedback_records(
+        store, list(enumerate(records, start=2)), where=str(path), actor=actor, source=source
+    )
+
+
+def import_feedback_records(
+    store: LoopStore,
+    records: list[tuple[int, dict[str, str]]],
+    *,
+    where: str,
+    actor: str,
+    source: str = "import",
+    model: str | None = None,
+    on_written: Any = None,
+) -> dict[str, Any]:
+    """Check ``(row number, record)`` pairs, then write them all in one transaction, or none (errors name rows).
+
+    ``model``: refuse predictions of another model. ``on_written(conn, rows)`` runs inside the same transaction.
+    """
     problems: list[str] = []
     rows: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
     now = time.time()
+    name = Path(where).name
     with store.begin() as conn:
-        for number, record in enumerate(records, start=2):
+        for number, record in records:
             item = _item_from_csv(record)
-            where = f"{path.name}, row {number}"
+            place = f"{name}, row {number}"
             try:
                 if item.prediction_id in seen:
                     raise FeedbackError(
                         f"prediction {item.prediction_id!r} is answered twice (also row {seen[item.prediction_id]})",
                         status=409,
                     )
-                prediction = _prediction(conn, item.prediction_id, where)
-                row = validate(item, prediction, where=where)
+                prediction = _prediction(conn, item.prediction_id, place)
+                if model is not None and prediction["model"] != model:
+                    raise FeedbackError(f"prediction {item.prediction_id!r} is not one of {model!r}'s", status=404)
+                row = validate(item, prediction, where=place)
             except FeedbackError as exc:
                 problems.append(f"row {number}: {exc.message}")
                 continue
@@ -223,41 +245,62 @@ def import_feedback_csv(store: LoopStore, path: str | Path, *, actor: str, sourc
             more = f" (and {len(problems) - MAX_IMPORT_ERRORS} more)" if len(problems) > MAX_IMPORT_ERRORS else ""
             raise ShipyardError(
                 f"{len(problems)} bad row(s), nothing imported: {shown}{more}",
-                where=str(path),
+                where=where,
                 hint="fix them and import again",
             )
         if rows:
             conn.execute(feedback.insert(), rows)
+            if on_written is not None:
+                on_written(conn, rows)
     by_model: dict[str, int] = {}
     for row in rows:
         by_model[row["model"]] = by_model.get(row["model"], 0) + 1
     return {"imported": len(rows), "by_model": by_model}
 
 
-def labelled_rows(store: LoopStore, model: str, *, since: float | None = None) -> pd.DataFrame:
+def labelled_rows(
+    store: LoopStore,
+    model: str | None = None,
+    *,
+    since: float | None = None,
+    until: float | None = None,
+    under: str | Path | None = None,
+) -> pd.DataFrame:
     """Feedback that gives a target (label or value), joined to the logged inputs: what a retrain learns from.
 
-    Columns: the logged inputs, ``_target``, ``_correct``, ``_label`` (the prediction), ``_id``, ``_at``.
+    ``model``: one served name; ``under``: predictions made by models inside this folder (a run folder);
+    ``since`` / ``until``: when the feedback arrived. Columns: the logged inputs, ``_target``, ``_correct``,
+    ``_label`` (the prediction), ``_id``, ``_at``, ``_feedback_at``, ``_outputs``, ``_shadow``.
     """
     from shipyard.loop.predlog import rows_to_frame
 
     query = (
         sa.select(
-            predictions, feedback.c.label.label("fb_label"), feedback.c.value.label("fb_value"), feedback.c.correct
+            predictions,
+            feedback.c.label.label("fb_label"),
+            feedback.c.value.label("fb_value"),
+            feedback.c.correct,
+            feedback.c.at.label("fb_at"),
         )
         .join(feedback, feedback.c.prediction_id == predictions.c.id)
-        .where(predictions.c.model == model)
         .where(sa.or_(feedback.c.label.is_not(None), feedback.c.value.is_not(None)))
         .order_by(feedback.c.at)
     )
+    if model is not None:
+        query = query.where(predictions.c.model == model)
+    if under is not None:
+        query = query.where(predictions.c.model_path.startswith(str(Path(under).resolve()), autoescape=True))
     if since is not None:
         query = query.where(feedback.c.at >= since)
+    if until is not None:
+        query = query.where(feedback.c.at < until)
     with store.connect() as conn:
         rows = conn.execute(query).mappings().all()
     frame = rows_to_frame(rows)
     if rows:
         frame["_target"] = [r["fb_label"] if r["fb_label"] is not None else r["fb_value"] for r in rows]
         frame["_correct"] = [r["correct"] for r in rows]
+        frame["_feedback_at"] = [r["fb_at"] for r in rows]
     return frame
 
 

@@ -21,6 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -88,7 +89,8 @@ class PredictionLog:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
-        self.model, self.version, self.model_path = model, int(version), str(model_path)
+        self.model, self.version = model, int(version)
+        self.model_path = str(Path(model_path).resolve())  # absolute: retrain and erasure match runs by prefix
         self.config = config
         self._random = random.Random(seed)
         self._clock = clock
