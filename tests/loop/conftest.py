@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from shipyard.loop.store import LoopStore
@@ -33,9 +34,7 @@ def make_model_meta():
     return write_model_meta
 
 
-def read_adult(data_dir: Path) -> "pd.DataFrame":  # noqa: UP037 (pandas imported lazily below)
-    import pandas as pd
-
+def read_adult(data_dir: Path) -> pd.DataFrame:
     return pd.read_csv(data_dir / "adult" / "adult.data", skipinitialspace=True, na_values=["?"])
 
 

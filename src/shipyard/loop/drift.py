@@ -187,10 +187,24 @@ def prediction_drift(reference: pd.Series, current: pd.Series, task: str, thresh
 
 
 _EMBEDDERS: dict[str, Any] = {}
+_CACHE: dict[str, np.ndarray] = {}
+CACHE_LIMIT = 50_000  # texts; repeated checks over sliding windows embed each text once
 
 
 def embed_texts(texts: list[str], batch_size: int = 64) -> np.ndarray:
-    """Sentence embeddings (mean-pooled, L2-normalised) from the bundled all-MiniLM-L6-v2, offline."""
+    """Sentence embeddings (mean-pooled, L2-normalised) from the bundled all-MiniLM-L6-v2, offline; cached."""
+    todo = list(dict.fromkeys(t for t in texts if t not in _CACHE))
+    if todo:
+        for text, vector in zip(todo, _embed(todo, batch_size), strict=True):
+            if len(_CACHE) >= CACHE_LIMIT:
+                _CACHE.pop(next(iter(_CACHE)))
+            _CACHE[text] = vector
+    if not texts:
+        return np.zeros((0, 384), dtype=np.float32)
+    return np.stack([_CACHE[t] if t in _CACHE else _embed([t], 1)[0] for t in texts])
+
+
+def _embed(texts: list[str], batch_size: int) -> np.ndarray:
     import torch  # heavy: imported only when text drift is checked
 
     from shipyard.data.text import default_model_dir, load_tokenizer

@@ -29,7 +29,7 @@ from shipyard.loop.store import LoopStore, predictions
 logger = logging.getLogger(__name__)
 
 REFERENCE_ROWS = 5000
-REFERENCE_PREDICTIONS = 2000
+REFERENCE_PREDICTIONS = 1000
 
 
 @dataclass
