@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from shipyard.data.where import parse_where
 from shipyard.errors import ShipyardError
 from shipyard.loop.predlog import purge_expired, rows_to_frame
-from shipyard.loop.store import LoopStore, feedback, predictions, queue
+from shipyard.loop.store import LoopStore, feedback, predictions, queue, under_folder
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def forget_predictions(
     purge_expired(store)
     query = sa.select(predictions)
     if under is not None:
-        query = query.where(predictions.c.model_path.startswith(str(Path(under).resolve()), autoescape=True))
+        query = query.where(under_folder(under))
     if model is not None:
         query = query.where(predictions.c.model == model)
     ids, scanned, lacking = _matching_ids(store, expression, query)

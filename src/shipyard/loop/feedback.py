@@ -23,7 +23,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from shipyard.errors import ShipyardError
-from shipyard.loop.store import LoopStore, feedback, predictions
+from shipyard.loop.store import LoopStore, feedback, predictions, under_folder
 
 KINDS = ("label", "value", "rating", "thumbs")
 MAX_IMPORT_ERRORS = 20
@@ -289,7 +289,7 @@ def labelled_rows(
     if model is not None:
         query = query.where(predictions.c.model == model)
     if under is not None:
-        query = query.where(predictions.c.model_path.startswith(str(Path(under).resolve()), autoescape=True))
+        query = query.where(under_folder(under))
     if since is not None:
         query = query.where(feedback.c.at >= since)
     if until is not None:

@@ -190,3 +190,9 @@ class LoopStore:
         with self.connect() as conn:
             rows = conn.execute(sa.select(predictions.c.model).distinct()).all()
         return sorted(r[0] for r in rows)
+
+
+def under_folder(folder: str | Path) -> Any:
+    """Predictions made by a model in ``folder`` or below it (``runs/a`` must not match ``runs/ab``)."""
+    base = str(Path(folder).resolve())
+    return sa.or_(predictions.c.model_path == base, predictions.c.model_path.startswith(base + "/", autoescape=True))
