@@ -16,8 +16,10 @@ on the holdout; and on no slice may it be significantly worse. Anything else kee
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,6 +27,7 @@ import pandas as pd
 from scipy import stats
 
 from shipyard.config.loop import PromotionConfig
+from shipyard.errors import ShipyardError
 
 logger = logging.getLogger(__name__)
 
@@ -192,3 +195,44 @@ def compare_models(
     decision = decide(slices, cfg)
     logger.info("champion/challenger: %s (%s)", "promote" if decision.promote else "keep", "; ".join(decision.reasons))
     return decision
+
+
+def feedback_cutoff(challenger_path: str | Path) -> float | None:
+    """When the challenger's training feedback ends (its run's ``feedback_until`` flag), if it was retrained."""
+    from shipyard.loop.monitor import run_folder_of
+    from shipyard.store.runs import RunStore
+
+    try:
+        run_dir = run_folder_of(challenger_path)
+        run_id = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))["run_id"]
+        flags = RunStore.for_root(run_dir.parent).get(run_id).flags
+    except (ShipyardError, OSError, KeyError, ValueError):
+        return None
+    value = flags.get("feedback_until")
+    return float(value) if value is not None else None
+
+
+def compare_paths(
+    store: Any, model: str, champion_path: str | Path, challenger_path: str | Path, cfg: PromotionConfig
+) -> Decision:
+    """Load both models; holdout = the champion run's test split; feedback = what arrived after the challenger's
+    training cut-off (all of it when the challenger learnt from none)."""
+    from shipyard.artifact import Artifact
+    from shipyard.loop.feedback import labelled_rows
+    from shipyard.loop.monitor import run_folder_of
+
+    champion, challenger = Artifact.load(champion_path), Artifact.load(challenger_path)
+    if champion.task != challenger.task or (champion.labels or []) != (challenger.labels or []):
+        raise ShipyardError(
+            "the challenger predicts something else than the champion (task or labels differ)",
+            where=str(challenger_path),
+        )
+    holdout = None
+    try:
+        test = run_folder_of(champion_path) / "splits" / "test.parquet"
+        holdout = pd.read_parquet(test) if test.is_file() else None
+    except ShipyardError:
+        logger.warning("the champion %s keeps no test split: comparing on feedback only", champion_path)
+    cutoff = feedback_cutoff(challenger_path)
+    rows = labelled_rows(store, model, since=cutoff + 1e-6 if cutoff is not None else None)
+    return compare_models(champion, challenger, holdout=holdout, feedback_rows=rows, cfg=cfg)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from shipyard.errors import ShipyardError
@@ -61,10 +62,13 @@ def promote(
     decision: Decision,
     actor: str,
     why: str = "",
-    server_url: str | None = None,
-    api_key: str | None = None,
+    switch: Callable[[str], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Switch to the challenger only when ``decision`` says so; the decision is recorded either way."""
+    """Switch to the challenger only when ``decision`` says so; the decision is recorded either way.
+
+    ``switch(path)`` moves the server to ``path`` (:func:`switch_version` over HTTP, or the server's own loader);
+    None records the promotion only (the next ``shipyard serve`` of the model should use the challenger).
+    """
     record_decision(store, model, decision, champion=champion, challenger=challenger, actor=actor)
     if not decision.promote:
         raise ShipyardError(
@@ -72,7 +76,22 @@ def promote(
             where=challenger,
             hint="the champion keeps serving; the decision is recorded (`shipyard monitor` / the dashboard)",
         )
-    answer = switch_version(server_url, api_key, model, challenger) if server_url else {}
+    answer = switch(challenger) if switch is not None else {}
+    return record_promotion(store, model, champion=champion, challenger=challenger, decision=decision,
+                            actor=actor, why=why, answer=answer)  # fmt: skip
+
+
+def record_promotion(
+    store: LoopStore,
+    model: str,
+    *,
+    champion: str,
+    challenger: str,
+    decision: Decision,
+    actor: str,
+    why: str,
+    answer: dict[str, Any],
+) -> dict[str, Any]:
     reason = why or "; ".join(decision.reasons)
     details = {"from": champion, "to": challenger, "server": answer, "deciding": decision.deciding}
     store.record_event(model, "promote", actor=actor, reason=reason, details=details, at=time.time())
@@ -91,32 +110,38 @@ def champion_path(store: LoopStore, model: str) -> str | None:
     return None
 
 
-def rollback(
-    store: LoopStore,
-    model: str,
-    *,
-    actor: str,
-    why: str,
-    server_url: str | None = None,
-    api_key: str | None = None,
-) -> dict[str, Any]:
-    """Return to the version before the last promotion (each rollback undoes one more promotion)."""
+def rollback_target(store: LoopStore, model: str) -> dict[str, Any]:
+    """The last promotion not yet undone: ``{"event", "current", "previous"}``, or a ShipyardError."""
     switches = store.list_events(model, ("promote", "rollback"), limit=10_000)
     pending_rollbacks = 0
-    target = None
     for event in switches:  # newest first: skip promotions already undone by later rollbacks
         if event["kind"] == "rollback":
             pending_rollbacks += 1
         elif pending_rollbacks:
             pending_rollbacks -= 1
         else:
-            target = event
-            break
-    if target is None:
-        raise ShipyardError(f"no promotion of {model!r} to roll back", where="rollback")
-    current, previous = target["details"]["to"], target["details"]["from"]
-    answer = switch_version(server_url, api_key, model, previous) if server_url else {}
-    details = {"from": current, "to": previous, "server": answer, "undoes": target["id"]}
+            return {"event": event, "current": event["details"]["to"], "previous": event["details"]["from"]}
+    raise ShipyardError(f"no promotion of {model!r} to roll back", where="rollback")
+
+
+def rollback(
+    store: LoopStore,
+    model: str,
+    *,
+    actor: str,
+    why: str,
+    switch: Callable[[str], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Return to the version before the last promotion (each rollback undoes one more promotion)."""
+    target = rollback_target(store, model)
+    answer = switch(target["previous"]) if switch is not None else {}
+    return record_rollback(store, model, target, actor=actor, why=why, answer=answer)
+
+
+def record_rollback(
+    store: LoopStore, model: str, target: dict[str, Any], *, actor: str, why: str, answer: dict[str, Any]
+) -> dict[str, Any]:
+    details = {"from": target["current"], "to": target["previous"], "server": answer, "undoes": target["event"]["id"]}
     store.record_event(model, "rollback", actor=actor, reason=why or "rollback", details=details, at=time.time())
-    logger.info("model %s: rolled back to %s by %s", model, previous, actor)
+    logger.info("model %s: rolled back to %s by %s", model, target["previous"], actor)
     return details
