@@ -49,8 +49,17 @@ def dashboard(tmp_path: Path, adult_young_run: Path, adult_frame):
         meta = artifact.meta
         return [ModelView("adult", serving["version"], serving["path"], meta["task"], meta["features"], meta["labels"])]
 
-    ctx = UIContext(store=store, models=models, verify=verify, anonymous=ANONYMOUS, runs_root=adult_young_run.parent,
-                    predict=predict, switch=switch, settings=LoopSettings.parse({"monitor": {"thresholds": {"min_rows": 50}}}))  # fmt: skip
+    settings = LoopSettings.parse({"monitor": {"thresholds": {"min_rows": 50}}})
+    ctx = UIContext(
+        store=store,
+        models=models,
+        verify=verify,
+        anonymous=ANONYMOUS,
+        runs_root=adult_young_run.parent,
+        predict=predict,
+        switch=switch,
+        settings=settings,
+    )
     app = FastAPI(exception_handlers=exception_handlers())
     app.include_router(ui_router(ctx))
     mount_static(app)
@@ -94,7 +103,7 @@ def test_runs_list_detail_and_report(dashboard, adult_young_run):
 
 
 def test_labelling_with_answers_skip_and_undo(dashboard):
-    client, _, viewer, store, _ = dashboard
+    client, _, viewer, _, _ = dashboard
     _login(client, viewer)
     client.post("/ui/label/adult/build", data={"n": 5})
     first = client.get("/ui/label/adult/next").json()
@@ -114,7 +123,7 @@ def test_labelling_with_answers_skip_and_undo(dashboard):
 
 
 def test_monitor_try_and_promotion_rules(dashboard, adult_young_run):
-    client, admin, viewer, store, serving = dashboard
+    client, admin, viewer, _, serving = dashboard
     _login(client, viewer)
     assert client.post("/ui/monitor/adult/check", follow_redirects=True).status_code == 200
     page = client.get("/ui/monitor/adult")

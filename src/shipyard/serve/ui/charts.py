@@ -67,11 +67,13 @@ def line_chart(
             continue
         path = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in clean)
         parts.append(
-            f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{path}"><title>{esc(name)}</title></polyline>'
+            f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{path}">'
+            f"<title>{esc(name)}</title></polyline>"
         )
         for x, y in clean:
             parts.append(
-                f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="2.5" fill="{color}"><title>{esc(name)}: {y:.4g}</title></circle>'
+                f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="2.5" fill="{color}">'
+                f"<title>{esc(name)}: {y:.4g}</title></circle>"
             )
         lx = left + 8 + (i % 4) * 140
         ly = top + 4 + (i // 4) * 14

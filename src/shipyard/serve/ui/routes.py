@@ -173,9 +173,14 @@ def ui_router(ctx: UIContext) -> APIRouter:
         view = model_view(name)
         events = history(ctx.store, name)
         return page(
-            "model.html.j2", request, principal, view=view, events=events, message=message,
+            "model.html.j2",
+            request,
+            principal,
+            view=view,
+            events=events,
+            message=message,
             champion=champion_path(ctx.store, name) or view.path,
-        )  # fmt: skip
+        )
 
     @router.post("/models/{name}/promote")
     async def promote(request: Request, name: str) -> Response:
@@ -201,9 +206,15 @@ def ui_router(ctx: UIContext) -> APIRouter:
         except ShipyardError as exc:
             return _back(name, f"the switch failed, the champion keeps serving: {exc}")
         record_promotion(
-            ctx.store, name, champion=champion, challenger=challenger.strip(), decision=decision,
-            actor=principal.name, why=why, answer=answer,
-        )  # fmt: skip
+            ctx.store,
+            name,
+            champion=champion,
+            challenger=challenger.strip(),
+            decision=decision,
+            actor=principal.name,
+            why=why,
+            answer=answer,
+        )
         return _back(name, f"promoted: version {answer.get('version')} serves {challenger.strip()}")
 
     @router.post("/models/{name}/rollback")
@@ -245,7 +256,7 @@ def ui_router(ctx: UIContext) -> APIRouter:
                     thresholds=cfg.thresholds,
                     sink=ctx.sink,
                     actor=principal.name,
-                )  # fmt: skip
+                )
             )
         except ShipyardError as exc:
             logger.warning("drift check of %s from the dashboard failed: %s", name, exc)
@@ -290,7 +301,7 @@ def ui_router(ctx: UIContext) -> APIRouter:
                     "prediction": row["_label"],
                     "confidence": _plain(row["_confidence"]),
                     "rank": int(row["_rank"]),
-                },  # fmt: skip
+                },
                 "remaining": len(remaining),
             }
         )
@@ -418,8 +429,9 @@ def exception_handlers() -> dict[Any, Callable[..., Any]]:
 
     async def forbidden(request: Request, exc: Exception) -> Response:
         needed = getattr(exc, "needed", "admin")
-        return render("login.html.j2", status=403, error=f"this needs a key with scope {needed!r}", user=None,
-                      models=[])  # fmt: skip
+        return render(
+            "login.html.j2", status=403, error=f"this needs a key with scope {needed!r}", user=None, models=[]
+        )
 
     return {session.LoginRequired: login, session.Forbidden: forbidden}
 
