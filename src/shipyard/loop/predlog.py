@@ -110,10 +110,21 @@ class PredictionLog:
         outputs: Sequence[dict[str, Any]],
         shadow: Sequence[dict[str, Any]] | None = None,
     ) -> list[str]:
-        """One id per instance; the sampled ones are queued for the next batch."""
-        if len(inputs) != len(outputs) or (shadow is not None and len(shadow) != len(outputs)):
-            raise ShipyardError("inputs, outputs and shadow outputs differ in length", where="prediction log")
+        """One new id per instance; the sampled ones are queued for the next batch."""
         ids = [new_prediction_id() for _ in outputs]
+        self.log_with_ids(ids, inputs, outputs, shadow)
+        return ids
+
+    def log_with_ids(
+        self,
+        ids: Sequence[str],
+        inputs: Sequence[dict[str, Any]],
+        outputs: Sequence[dict[str, Any]],
+        shadow: Sequence[dict[str, Any]] | None = None,
+    ) -> None:
+        """Queue the sampled instances under ids given already (the server answers before the shadow scores)."""
+        if not len(ids) == len(inputs) == len(outputs) or (shadow is not None and len(shadow) != len(outputs)):
+            raise ShipyardError("ids, inputs, outputs and shadow outputs differ in length", where="prediction log")
         now = self._clock()
         rows = []
         for i, (record, output) in enumerate(zip(inputs, outputs, strict=True)):
@@ -129,7 +140,6 @@ class PredictionLog:
                     self.flush()
                 else:
                     self._wake.set()
-        return ids
 
     def _row(self, pid: str, record: dict, output: dict, shadow: dict | None, now: float) -> dict[str, Any]:
         stored, n_redacted = redact_inputs(record) if self.config.redact else (dict(record), 0)
