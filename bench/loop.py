@@ -19,7 +19,7 @@ and scored on the new population and on the old test set; the ceiling uses every
   selection function (``shipyard.loop.queue.select``); it is not a shipyard run.
 
     PYTHONPATH=src SHIPYARD_DATA_DIR=../shared/data .venv/bin/python bench/loop.py [--part drift|feedback|all]
-        [--skip-text] [--out bench-loop.json]
+        [--skip-text] [--skip-tabular] [--out bench-loop.json]
 """
 
 from __future__ import annotations
@@ -272,6 +272,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--part", choices=["drift", "feedback", "all"], default="all")
     parser.add_argument("--skip-text", action="store_true")
+    parser.add_argument("--skip-tabular", action="store_true")
     parser.add_argument("--window", type=float, default=500.0, help="seconds = requests in the check window")
     parser.add_argument("--check-every", type=int, default=100)
     parser.add_argument("--out", type=Path, default=None)
@@ -282,13 +283,15 @@ def main() -> None:
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-loop-") as tmp:
         work = Path(tmp)
-        results["drift_tabular"], base_run = drift_tabular(work, args)
-        print(json.dumps({"drift_tabular": results["drift_tabular"]}, indent=2), flush=True)
+        if not args.skip_tabular:
+            results["drift_tabular"], base_run = drift_tabular(work, args)
+            print(json.dumps({"drift_tabular": results["drift_tabular"]}, indent=2), flush=True)
         if args.part in ("drift", "all") and not args.skip_text:
             results["drift_text"] = drift_text(work, args)
             print(json.dumps({"drift_text": results["drift_text"]}, indent=2), flush=True)
         if args.part in ("feedback", "all"):
-            results["feedback_tabular"] = feedback_tabular(work, base_run)
+            if not args.skip_tabular:
+                results["feedback_tabular"] = feedback_tabular(work, base_run)
             if not args.skip_text:
                 results["feedback_text"] = feedback_text(work)
     for key in ("feedback_tabular", "feedback_text"):
