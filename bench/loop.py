@@ -19,7 +19,8 @@ and scored on the new population and on the old test set; the ceiling uses every
   selection function (``shipyard.loop.queue.select``); it is not a shipyard run.
 
     PYTHONPATH=src SHIPYARD_DATA_DIR=../shared/data .venv/bin/python bench/loop.py [--part drift|feedback|all]
-        [--skip-text] [--skip-tabular] [--out bench-loop.json]
+        [--skip-text] [--skip-tabular] [--repeats 3]
+        [--out bench-loop.json]
 """
 
 from __future__ import annotations
@@ -186,11 +187,26 @@ def accuracy(run_dir: Path | str, frame: pd.DataFrame, target: str = "Y") -> flo
     return float(np.mean(np.asarray(labels, dtype=str) == frame[target].astype(str).to_numpy()))
 
 
-def feedback_tabular(work: Path, base_run: Path) -> dict[str, Any]:
+def feedback_tabular(work: Path, base_run: Path, repeats: int = 1) -> dict[str, Any]:
+    """``repeats`` draws of the new population's pool (and of the random picks): the mean and the spread."""
+    runs = [feedback_tabular_once(work, base_run, repeat) for repeat in range(repeats)]
+    if repeats == 1:
+        return runs[0]
+    out: dict[str, Any] = {"pool": runs[0]["pool"], "repeats": repeats}
+    for key in runs[0]:
+        if isinstance(runs[0][key], dict):
+            out[key] = {side: float(np.mean([r[key][side] for r in runs])) for side in ("new", "old")} | {
+                "new_std": float(np.std([r[key]["new"] for r in runs]))
+            }
+    out["each"] = runs
+    return out
+
+
+def feedback_tabular_once(work: Path, base_run: Path, repeat: int) -> dict[str, Any]:
     everyone = read_adult("adult.data")
     used = pd.read_csv(work / "adult_young.csv")
     pool = everyone.merge(used.drop_duplicates(), how="left", indicator=True)
-    pool = pool[pool["_merge"] == "left_only"].drop(columns="_merge").sample(n=6000, random_state=3)
+    pool = pool[pool["_merge"] == "left_only"].drop(columns="_merge").sample(n=6000, random_state=3 + repeat)
     new_test = read_adult("adult.test").sample(n=5000, random_state=4)
     old_test = pd.read_parquet(base_run / "splits" / "test.parquet")
     result: dict[str, Any] = {
@@ -203,7 +219,7 @@ def feedback_tabular(work: Path, base_run: Path) -> dict[str, Any]:
     truth = pool["Y"].tolist()
     plans = [(s, n) for n in (100, 300, 1000) for s in ("active", "random")] + [("ceiling", len(pool))]
     for strategy, n in plans:
-        store = LoopStore(f"sqlite:///{work / f'feedback-{strategy}-{n}.db'}")
+        store = LoopStore(f"sqlite:///{work / f'feedback-{repeat}-{strategy}-{n}.db'}")
         plog = PredictionLog(store, model="adult", version=1, model_path=str(base_run / "model"),
                              config=LogPredictionsConfig(batch_size=1000))  # fmt: skip
         ids = plog.log(records, outputs)
@@ -212,7 +228,7 @@ def feedback_tabular(work: Path, base_run: Path) -> dict[str, Any]:
         if strategy == "active":
             chosen = list(build_queue(store, "adult", n)["_id"])
         elif strategy == "random":
-            chosen = list(np.random.default_rng(5).choice(ids, size=n, replace=False))
+            chosen = list(np.random.default_rng(5 + repeat).choice(ids, size=n, replace=False))
         else:
             chosen = ids
         for pid in chosen:
@@ -275,6 +291,7 @@ def main() -> None:
     parser.add_argument("--skip-tabular", action="store_true")
     parser.add_argument("--window", type=float, default=500.0, help="seconds = requests in the check window")
     parser.add_argument("--check-every", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=1, help="draws of the tabular feedback pool")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stdout)
@@ -291,7 +308,7 @@ def main() -> None:
             print(json.dumps({"drift_text": results["drift_text"]}, indent=2), flush=True)
         if args.part in ("feedback", "all"):
             if not args.skip_tabular:
-                results["feedback_tabular"] = feedback_tabular(work, base_run)
+                results["feedback_tabular"] = feedback_tabular(work, base_run, args.repeats)
             if not args.skip_text:
                 results["feedback_text"] = feedback_text(work)
     for key in ("feedback_tabular", "feedback_text"):

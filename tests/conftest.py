@@ -45,7 +45,7 @@ def read_adult(data_dir: Path) -> pd.DataFrame:
     return pd.read_csv(data_dir / "adult" / "adult.data", skipinitialspace=True, na_values=["?"])
 
 
-def train_adult(frame, folder: Path, *, epochs: int = 3, name: str = "adult") -> Path:
+def train_adult(frame, folder: Path, *, epochs: int = 3, name: str = "adult", learning_rate: float = 0.003) -> Path:
     """Train a small MLP on ``frame`` (Adult columns) in ``folder``; returns the run folder."""
     import shipyard
     from shipyard.config.schema import Job
@@ -62,7 +62,7 @@ def train_adult(frame, folder: Path, *, epochs: int = 3, name: str = "adult") ->
             "split": {"method": "stratified", "validation": 0.15, "test": 0.15},
         },
         model={"type": "mlp", "hidden": [32]},
-        training={"epochs": epochs, "batch_size": 128, "seed": 0, "learning_rate": 0.003},
+        training={"epochs": epochs, "batch_size": 128, "seed": 0, "learning_rate": learning_rate},
         output={"runs_root": str(folder / "runs"), "name": name},
     )
     return shipyard.run(job).run_dir
@@ -79,3 +79,9 @@ def adult_young_run(tmp_path_factory, data_dir: Path) -> Path:
 @pytest.fixture
 def adult_frame(data_dir: Path) -> pd.DataFrame:
     return read_adult(data_dir)
+
+
+@pytest.fixture(scope="session")
+def adult_trainer():
+    """``train_adult(frame, folder, *, epochs, name, learning_rate) -> run folder``, for a second model."""
+    return train_adult

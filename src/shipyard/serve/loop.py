@@ -64,7 +64,7 @@ class ServeLoop:
         """Where the run store lives: beside the key store (``<runs_root>/shipyard.db``), else ./runs."""
         if self.settings.key_store_path is not None:
             return Path(self.settings.key_store_path).parent
-        return Path(self.settings.runs_root or "runs")
+        return Path("runs")  # --no-auth: no key store; the loop store goes where `shipyard train` puts runs
 
     def config_for(self, model: str) -> LogPredictionsConfig | None:
         return self.configs.get(model) or self.configs.get("*")
