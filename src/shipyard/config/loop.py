@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
@@ -85,3 +86,25 @@ def parse_log_predictions(raw: Any, *, where: str = "serve.log_predictions") -> 
     if raw is True:
         return LogPredictionsConfig()
     return validate_section(LogPredictionsConfig, raw, where=where)
+
+
+def load_loop_settings(path: str | Path) -> LoopSettings:
+    """The ``loop:`` section of a YAML file (or the whole file, when it has no such key); problems with lines."""
+    from pydantic import ValidationError
+
+    from shipyard.config.errors import ConfigError, problems_from
+    from shipyard.config.loader import parse_yaml
+    from shipyard.errors import ShipyardError
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ShipyardError(f"cannot read the loop settings: {exc}", where=str(path)) from None
+    data, lines = parse_yaml(text, str(path))
+    prefix: tuple[Any, ...] = ("loop",) if "loop" in data else ()
+    raw = data["loop"] if prefix else data
+    try:
+        return LoopSettings.model_validate(raw or {})
+    except ValidationError as exc:
+        raise ConfigError(problems_from(exc, LoopSettings, file=str(path), lines=lines, prefix=prefix)) from None

@@ -207,7 +207,7 @@ def embed_texts(texts: list[str], batch_size: int = 64) -> np.ndarray:
 def _embed(texts: list[str], batch_size: int) -> np.ndarray:
     import torch  # heavy: imported only when text drift is checked
 
-    from shipyard.data.text import default_model_dir, load_tokenizer
+    from shipyard.pretrained import default_model_dir, load_tokenizer
 
     if "minilm" not in _EMBEDDERS:
         from transformers import AutoModel  # heavy optional import: only text models need it

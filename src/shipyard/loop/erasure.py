@@ -63,8 +63,12 @@ def forget_predictions(
     model: str | None = None,
     actor: str = "shipyard-cli",
     audit: Any = None,
+    strict: bool = True,
 ) -> dict[str, Any]:
-    """Delete logged predictions matching ``where`` (of models under ``under`` / named ``model``); counts only."""
+    """Delete logged predictions matching ``where`` (of models under ``under`` / named ``model``); counts only.
+
+    ``strict``: an expression on columns no logged input has is an error (else a note in the result: the run-folder
+    erasure that runs first may match on a record id the log never holds)."""
     expression = parse_where(where)
     purge_expired(store)
     query = sa.select(predictions)
@@ -73,7 +77,8 @@ def forget_predictions(
     if model is not None:
         query = query.where(predictions.c.model == model)
     ids, scanned, lacking = _matching_ids(store, expression, query)
-    if scanned and not ids and lacking and _all_lacking(store, query, lacking):
+    no_columns = bool(scanned and not ids and lacking and _all_lacking(store, query, lacking))
+    if no_columns and strict:
         raise ShipyardError(
             f"no logged input has the column(s) {', '.join(expression.columns)}",
             where="--where (prediction log)",
@@ -92,6 +97,8 @@ def forget_predictions(
     result = {"scanned": scanned, "removed": removed, "columns": expression.columns}
     if lacking:
         result["skipped_models"] = len(lacking)
+    if no_columns:
+        result["note"] = f"no logged input has the column(s) {', '.join(expression.columns)}: nothing matched"
     if audit is not None:
         audit.record("loop.forget", actor, f"prediction-log:{under or model or 'all'}", result)
     logger.info("prediction log erasure: %s", result)

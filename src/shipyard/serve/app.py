@@ -11,6 +11,8 @@ Routes (all under ``/v1`` need ``Authorization: Bearer <key>`` unless auth is of
 - ``GET  /v1/models/{name}``                one model
 - ``POST /v1/models/{name}/predict``        ``{"instance": {...}}`` or ``{"instances": [...]}``
 - ``POST /v1/models/{name}/versions``       (admin) ``{"path": ...}``: load, warm up, then switch traffic
+- ``POST /v1/models/{name}/feedback``       feedback on a logged prediction (serve/loop.py; docs/loop.md)
+- ``/ui``                                   the web dashboard (serve/ui/; cookie login with an API key)
 - ``/v1/apps/<app>/...``                    applications' routers (``extra_routers``), behind the same key check
 - ``GET  /healthz``, ``GET /readyz``, ``GET /metrics`` (Prometheus), ``/openapi.json``, ``/docs``
   (``/metrics`` and the docs need a key unless listed in ``public_endpoints``; see :mod:`.limits`)
@@ -36,6 +38,7 @@ from shipyard.config.serve import ServeSettings
 from shipyard.errors import ShipyardError
 from shipyard.serve.dependencies import require_scope, route_dependencies
 from shipyard.serve.errors import install_error_handlers
+from shipyard.serve.loop import ServeLoop, feedback_router, mount_dashboard
 from shipyard.serve.middleware import API_PREFIX, ServeMiddleware
 from shipyard.serve.models import NAME_RE, read_spec
 from shipyard.serve.routers import probes, versions
@@ -89,6 +92,7 @@ def _lifespan(state: ServeState) -> Any:
             slot.lock = asyncio.Lock()  # bind to this event loop
             state.metrics.model_ready.labels(slot.name).set(0)
         state.loading_task = asyncio.get_running_loop().create_task(state.load_all())
+        await state.loop.start()
         try:
             yield
         finally:
@@ -100,6 +104,7 @@ def _lifespan(state: ServeState) -> Any:
                 state.loading_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await state.loading_task
+            await state.loop.stop()  # the prediction log's last batch is written
             for slot in state.slots.values():
                 if slot.batcher is not None:
                     await slot.batcher.close(timeout=5.0)
@@ -158,5 +163,9 @@ def create_app(
     app.include_router(probes.router)
     app.include_router(models_router(state), prefix="/v1", dependencies=security)
     app.include_router(versions.router, prefix="/v1", dependencies=security)
+    state.loop = ServeLoop(state, settings)
+    app.include_router(feedback_router(state.loop), prefix="/v1", dependencies=security)
+    if settings.ui:
+        mount_dashboard(app, state)
     _mount_extra(app, extra_routers, security)
     return app

@@ -32,8 +32,10 @@ from shipyard.loop.feedback import FeedbackError, FeedbackItem, record_feedback
 from shipyard.loop.monitor import run_check
 from shipyard.loop.predlog import PredictionLog, new_prediction_id
 from shipyard.loop.store import LoopStore
+from shipyard.serve.dependencies import find_slot, require_scope
 from shipyard.serve.errors import ApiError
-from shipyard.serve.security import Principal
+from shipyard.serve.security import ANONYMOUS, Principal
+from shipyard.serve.state import ServeState, get_state
 
 logger = logging.getLogger(__name__)
 
@@ -180,9 +182,6 @@ class FeedbackRequest(BaseModel):
 
 def feedback_router(loop: ServeLoop) -> APIRouter:
     """``POST /models/{name}/feedback`` (mounted under ``/v1``): 201, or 404 / 409 / 422 naming the problem."""
-    from shipyard.serve.dependencies import find_slot, require_scope
-    from shipyard.serve.state import ServeState, get_state
-
     router = APIRouter(prefix="/models", tags=["feedback"])
 
     @router.post("/{name}/feedback", status_code=201, summary="Feedback on a logged prediction")
@@ -209,3 +208,70 @@ def feedback_router(loop: ServeLoop) -> APIRouter:
         return {"prediction_id": item.prediction_id, "kind": row["kind"], "correct": row["correct"]}
 
     return router
+
+
+# ---------------------------------------------------------------------------------------------- the dashboard
+def ui_context(state: ServeState) -> Any:
+    """What the dashboard's pages need from this server (serve/ui/routes.py ``UIContext``)."""
+    from shipyard.serve.routers.models import predict_records
+    from shipyard.serve.ui import ModelView, UIContext
+
+    loop: ServeLoop = state.loop
+
+    def models() -> list[ModelView]:
+        views = []
+        for slot in state.slots.values():
+            spec = slot.current.spec if slot.current else slot.spec
+            path = str(spec.path)
+            version = slot.current.version if slot.current else None
+            views.append(ModelView(slot.name, version, path, spec.task, spec.features, spec.labels))
+        return views
+
+    async def verify(key: str) -> Principal | None:
+        return await state.authenticator.verify(key) if state.authenticator is not None else None
+
+    async def predict(name: str, record: dict[str, Any]) -> dict[str, Any]:
+        slot = state.slots[name]
+        try:
+            results, current = await predict_records(slot, [record])
+        except ApiError as exc:
+            raise ShipyardError(exc.message) from None
+        loop.after_predict(name, current.version, str(current.spec.path), [record], results)
+        return {"version": current.version, **results[0]}
+
+    async def switch(name: str, path: str) -> dict[str, Any]:
+        slot = state.slots[name]
+        async with slot.lock:
+            try:
+                loaded = await state.load_into(slot, path)
+            except ShipyardError:
+                raise
+            except Exception as exc:  # a folder that is not a model: the champion keeps serving
+                raise ShipyardError(f"could not load {path}: {type(exc).__name__}: {exc}") from None
+        if state.audit is not None:
+            details = {"version": loaded.version, "path": str(loaded.spec.path), "via": "dashboard"}
+            await run_in_threadpool(lambda: state.audit.record("model.version", "dashboard", f"model:{name}", details))
+        return {"version": loaded.version, "path": str(loaded.spec.path)}
+
+    return UIContext(
+        store=loop.store,
+        models=models,
+        verify=verify,
+        anonymous=ANONYMOUS,
+        auth=state.settings.auth,
+        runs_root=loop.runs_root,
+        predict=predict,
+        switch=switch,
+        settings=loop.loop_settings,
+        sink=loop.sink,
+    )
+
+
+def mount_dashboard(app: Any, state: ServeState) -> None:
+    """``/ui``: the pages, their static files and the login redirects."""
+    from shipyard.serve.ui import exception_handlers, mount_static, ui_router
+
+    app.include_router(ui_router(ui_context(state)))
+    mount_static(app)
+    for exc, handler in exception_handlers().items():
+        app.add_exception_handler(exc, handler)
