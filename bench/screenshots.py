@@ -97,6 +97,7 @@ def main() -> None:
         raise SystemExit("needs Debian's chromium: apt-get install chromium")
     args.out.mkdir(parents=True, exist_ok=True)
     adult = pd.read_csv(data_dir() / "adult" / "adult.data", skipinitialspace=True, na_values=["?"])
+    adult = adult.dropna(subset=FEATURES)  # the API refuses a missing category
     with tempfile.TemporaryDirectory(prefix="screenshots-") as tmp:
         work = Path(tmp)
         champion = train(adult[adult["age"] < 40].sample(n=2000, random_state=0), work, "adult-young")

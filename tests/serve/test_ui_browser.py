@@ -52,6 +52,7 @@ def server(tmp_path_factory, adult_young_run: Path, adult_trainer, data_dir: Pat
     browser = chromium()
     work = tmp_path_factory.mktemp("ui-browser")
     frame = pd.read_csv(data_dir / "adult" / "adult.data", skipinitialspace=True, na_values=["?"])
+    frame = frame.dropna(subset=FEATURES)  # the API refuses a missing category
     young = frame[frame["age"] < 40].sample(n=800, random_state=11)
     champion = adult_trainer(young, work / "weak", epochs=1, name="weak", learning_rate=1e-6)
     keys = KeyStore.for_root(work / "runs")
