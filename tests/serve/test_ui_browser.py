@@ -69,7 +69,7 @@ def server(tmp_path_factory, adult_young_run: Path, adult_trainer, data_dir: Pat
             except httpx.HTTPError:
                 pass
             if proc.poll() is not None:
-                pytest.fail(f"the server exited: {proc.stdout.read() if proc.stdout else ''}")
+                pytest.fail(f"the server exited: {(work / 'server.log').read_text()[-3000:]}")
             time.sleep(0.5)
         else:
             pytest.fail("the server did not get ready in 120 s")
@@ -174,4 +174,5 @@ def _start(work: Path, champion: Path, port: int) -> subprocess.Popen:
         "--loop-config", str(loop_cfg), "--rate-limit", "0",
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    return subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    with open(work / "server.log", "w") as log:  # a file, never a pipe nobody reads: a full one stalls the server
+        return subprocess.Popen(cmd, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)

@@ -35,12 +35,15 @@ class DriftThresholds(_Section):
     A feature drifts when its test is significant after a Bonferroni correction over the features checked
     (``alpha / n_features``) *and* its effect is large enough (PSI at least ``psi``, or for text the MMD
     permutation test alone): with thousands of rows a test finds trivial differences significant, and the effect
-    floor keeps those from paging anyone.
+    floor keeps those from paging anyone (for text: MMD² at least ``mmd``).
     """
 
     alpha: float = Field(default=0.01, gt=0.0, lt=1.0)
     psi: float = Field(default=0.1, gt=0.0)  # 0.1: "moderate shift" in the credit-scoring rule of thumb
     prediction_psi: float = Field(default=0.1, gt=0.0)
+    # text: the MMD² (RBF kernel on MiniLM embeddings) must also reach this; same-population windows of SST-2 gave
+    # 0.0001-0.0004, a fifth of Financial PhraseBank sentences 0.005 (docs/loop.md)
+    mmd: float = Field(default=0.002, ge=0.0)
     mmd_permutations: int = Field(default=200, ge=20, le=10_000)
     text_sample: int = Field(default=300, ge=20, le=5000)  # texts embedded per side for the MMD test
     min_rows: int = Field(default=200, ge=10)  # fewer logged rows in the window: no verdict, no alert

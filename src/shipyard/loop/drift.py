@@ -173,7 +173,7 @@ def _text_drift(
     statistic, p = mmd_test(
         vectors[: len(ref)], vectors[len(ref) :], permutations=thresholds.mmd_permutations, seed=seed
     )
-    return FeatureDrift(name, "text", "mmd", statistic, p, None, bool(p < alpha))
+    return FeatureDrift(name, "text", "mmd", statistic, p, None, bool(p < alpha and statistic >= thresholds.mmd))
 
 
 def prediction_drift(reference: pd.Series, current: pd.Series, task: str, thresholds: DriftThresholds) -> FeatureDrift:

@@ -50,9 +50,11 @@
       const body = await response.json();
       if (!response.ok) { remaining.textContent = "Error: " + (body.error || response.status); return; }
       if (action === "undo") { count = Math.max(0, count - 1); } else { history.push(id); if (action === "label") count += 1; }
-      done.textContent = count + " labelled in this session";
       await load();
-    } finally { busy = false; }
+    } finally {
+      busy = false;
+      done.textContent = count + " labelled in this session";  // shown once the next item is there
+    }
   }
 
   function answer(label) { if (current) send("label", current.id, label); }
