@@ -85,13 +85,77 @@ def start_server(work: Path, champion: Path) -> tuple[subprocess.Popen, str]:
     raise SystemExit("the server did not get ready")
 
 
+def photograph(url: str, key: str, adult: pd.DataFrame, challenger: Path, out: Path, browser_path: str) -> None:
+    """Drive the dashboard through the loop and photograph each page."""
+    from playwright.sync_api import sync_playwright
+
+    headers = {"Authorization": f"Bearer {key}"}
+
+    def predict(frame: pd.DataFrame) -> list[dict[str, Any]]:
+        answers: list[dict[str, Any]] = []
+        rows = records(frame)
+        for i in range(0, len(rows), 50):
+            r = httpx.post(f"{url}/v1/models/adult/predict", json={"instances": rows[i : i + 50]},
+                           headers=headers, timeout=60)  # fmt: skip
+            answers.extend(r.json()["predictions"])
+        return answers
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=browser_path, headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.set_default_timeout(120_000)
+
+        def shot(name: str) -> None:
+            page.screenshot(path=str(out / f"{name}.png"), full_page=True)
+            log.info("%s.png", name)
+
+        page.goto(f"{url}/ui/login")
+        shot("login")
+        page.fill("#key", key)
+        page.click("button[type=submit]")
+        calm = adult[adult["age"] < 40].sample(n=300, random_state=2)
+        predict(calm)
+        page.goto(f"{url}/ui/monitor/adult")
+        page.click("#check-now")
+        everyone = adult.drop(calm.index).sample(n=500, random_state=3)
+        answers = predict(everyone)
+        for answer, truth in zip(answers[:300], everyone["Y"][:300], strict=True):
+            httpx.post(f"{url}/v1/models/adult/feedback", headers=headers, timeout=30,
+                       json={"prediction_id": answer["prediction_id"], "label": truth})  # fmt: skip
+        page.click("#check-now")
+        page.wait_for_selector("#last-status")
+        shot("monitor")
+        page.goto(f"{url}/ui/label/adult")
+        page.click("#build")
+        page.wait_for_selector("#item table")
+        shot("label")
+        page.goto(f"{url}/ui/models/adult")
+        page.fill("#challenger", str(challenger))
+        page.fill("#why", "better on the whole population")
+        page.click("#promote button[type=submit]")
+        page.wait_for_selector(".message")
+        shot("model")
+        page.goto(f"{url}/ui")
+        shot("overview")
+        page.goto(f"{url}/ui/runs")
+        shot("runs")
+        run_id = json.loads((challenger / "run.json").read_text())["run_id"]
+        page.goto(f"{url}/ui/runs/{run_id}")
+        shot("run")
+        page.goto(f"{url}/ui/try/adult")
+        for name, value in records(everyone.head(1))[0].items():
+            page.fill(f"[name='{name}']", "" if value is None else str(value))
+        page.click("form.try button[type=submit]")
+        page.wait_for_selector("#answer")
+        shot("try")
+        browser.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("docs/screenshots"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    from playwright.sync_api import sync_playwright
-
     browser_path = shutil.which("chromium")
     if browser_path is None:
         raise SystemExit("needs Debian's chromium: apt-get install chromium")
@@ -104,67 +168,9 @@ def main() -> None:
         challenger = train(adult.sample(n=4000, random_state=1), work, "adult-everyone")
         key = KeyStore.for_root(work / "runs").create("ops", "admin")
         proc, url = start_server(work, champion)
-        headers = {"Authorization": f"Bearer {key}"}
-
-        def predict(frame: pd.DataFrame) -> list[dict[str, Any]]:
-            out: list[dict[str, Any]] = []
-            rows = records(frame)
-            for i in range(0, len(rows), 50):
-                r = httpx.post(f"{url}/v1/models/adult/predict", json={"instances": rows[i : i + 50]},
-                               headers=headers, timeout=60)  # fmt: skip
-                out.extend(r.json()["predictions"])
-            return out
 
         try:
-            with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path=browser_path, headless=True, args=["--no-sandbox"])
-                page = browser.new_page(viewport={"width": 1280, "height": 900})
-                page.set_default_timeout(120_000)
-
-                def shot(name: str) -> None:
-                    page.screenshot(path=str(args.out / f"{name}.png"), full_page=True)
-                    log.info("%s.png", name)
-
-                page.goto(f"{url}/ui/login")
-                shot("login")
-                page.fill("#key", key)
-                page.click("button[type=submit]")
-                calm = adult[adult["age"] < 40].sample(n=300, random_state=2)
-                predict(calm)
-                page.goto(f"{url}/ui/monitor/adult")
-                page.click("#check-now")
-                everyone = adult.drop(calm.index).sample(n=500, random_state=3)
-                answers = predict(everyone)
-                for answer, truth in zip(answers[:300], everyone["Y"][:300], strict=True):
-                    httpx.post(f"{url}/v1/models/adult/feedback", headers=headers, timeout=30,
-                               json={"prediction_id": answer["prediction_id"], "label": truth})  # fmt: skip
-                page.click("#check-now")
-                page.wait_for_selector("#last-status")
-                shot("monitor")
-                page.goto(f"{url}/ui/label/adult")
-                page.click("#build")
-                page.wait_for_selector("#item table")
-                shot("label")
-                page.goto(f"{url}/ui/models/adult")
-                page.fill("#challenger", str(challenger))
-                page.fill("#why", "better on the whole population")
-                page.click("#promote button[type=submit]")
-                page.wait_for_selector(".message")
-                shot("model")
-                page.goto(f"{url}/ui")
-                shot("overview")
-                page.goto(f"{url}/ui/runs")
-                shot("runs")
-                run_id = json.loads((challenger / "run.json").read_text())["run_id"]
-                page.goto(f"{url}/ui/runs/{run_id}")
-                shot("run")
-                page.goto(f"{url}/ui/try/adult")
-                for name, value in records(everyone.head(1))[0].items():
-                    page.fill(f"[name='{name}']", "" if value is None else str(value))
-                page.click("form.try button[type=submit]")
-                page.wait_for_selector("#answer")
-                shot("try")
-                browser.close()
+            photograph(url, key, adult, challenger, args.out, browser_path)
         finally:
             proc.terminate()
             proc.wait(timeout=30)

@@ -57,6 +57,9 @@ def parse_model_args(paths: list[str]) -> dict[str, Path]:
     return models
 
 
+LOG_HELP = "Log predictions of NAME (or *): NAME[=SAMPLE[:RETENTION_DAYS]], e.g. adult=0.1:30."
+
+
 def _default(name: str) -> Any:
     """The option's default: ServeSettings' (the one place the server's defaults live)."""
     return ServeSettings.model_fields[name].default
@@ -107,16 +110,9 @@ def serve_command(
         float, typer.Option(help="Seconds a client may take to send a request's head, and its body.")
     ] = _default("client_timeout_s"),
     apps: Annotated[str, typer.Option(help="Applications to mount, comma-separated (see `shipyard app list`).")] = "",
-    log_predictions: Annotated[
-        list[str] | None,
-        typer.Option(help="Log predictions of NAME (or *): NAME[=SAMPLE[:RETENTION_DAYS]], e.g. adult=0.1:30."),
-    ] = None,
-    shadow: Annotated[
-        list[str] | None, typer.Option(help="NAME=PATH: a challenger scored on live traffic, never answering.")
-    ] = None,
-    loop_config: Annotated[
-        Path | None, typer.Option(help="YAML with the loop settings (database_url, monitor, promotion).")
-    ] = None,
+    log_predictions: Annotated[list[str] | None, typer.Option(help=LOG_HELP)] = None,
+    shadow: Annotated[list[str] | None, typer.Option(help="NAME=PATH: a challenger scored, never answering.")] = None,
+    loop_config: Annotated[Path | None, typer.Option(help="YAML: loop settings (monitor, promotion).")] = None,
     ui: Annotated[bool, typer.Option("--ui/--no-ui", help="Serve the web dashboard at /ui.")] = True,
 ) -> None:
     """Serve models over HTTP (REST, JSON): /v1/models, /v1/models/NAME/predict, /healthz, /readyz, /metrics."""
@@ -138,10 +134,7 @@ def serve_command(
             "public_endpoints": public_endpoints,
             "client_timeout_s": client_timeout,
             "apps": [a.strip() for a in apps.split(",") if a.strip()],
-            "log_predictions": parse_log_options(log_predictions or []),
-            "shadow": parse_shadow_options(shadow or []),
-            "loop": _loop_settings(loop_config),
-            "ui": ui,
+            **loop_options(log_predictions, shadow, loop_config, ui),
         }
     )
     models = parse_model_args(paths or []) if paths or not settings.apps else {}  # --apps alone is fine
@@ -156,6 +149,16 @@ def serve_command(
     how = f"with {settings.workers} workers" if settings.workers > 1 else "(docs at /docs)"
     console.print(f"serving {', '.join(models)} on http://{settings.host}:{settings.port} {how}")
     serve(models, settings, run_one=run_draining, resolve_apps=resolve_apps, worker_factory=WORKER_FACTORY)
+
+
+def loop_options(log: list[str] | None, shadow: list[str] | None, config: Path | None, ui: bool) -> dict[str, Any]:
+    """The continuous-learning settings from `shipyard serve`'s options (docs/loop.md)."""
+    return {
+        "log_predictions": parse_log_options(log or []),
+        "shadow": parse_shadow_options(shadow or []),
+        "loop": _loop_settings(config),
+        "ui": ui,
+    }
 
 
 def parse_log_options(values: list[str]) -> dict[str, dict[str, float]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import math
 from datetime import UTC, datetime
+from typing import Any
 
 from markupsafe import Markup
 
@@ -81,3 +82,29 @@ def line_chart(
         parts.append(f'<text x="{lx + 14}" y="{ly + 5}" class="legend">{esc(name[:18])}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))
+
+
+def monitor_charts(checks: list[dict[str, Any]], settings: Any) -> list[Any]:
+    """The monitoring page's charts from its ``drift_check`` events (oldest first)."""
+    features: dict[str, list[tuple[float, float]]] = {}
+    text: dict[str, list[tuple[float, float]]] = {}
+    prediction: dict[str, list[tuple[float, float]]] = {"prediction PSI": []}
+    accuracy: dict[str, list[tuple[float, float]]] = {"feedback accuracy": []}
+    for check in checks:
+        details, at = check["details"], float(check["at"])
+        for f in details.get("features") or []:
+            if f.get("psi") is not None:
+                features.setdefault(f["name"], []).append((at, float(f["psi"])))
+            else:
+                text.setdefault(f["name"], []).append((at, float(f["p_value"])))
+        if details.get("prediction") and details["prediction"].get("psi") is not None:
+            prediction["prediction PSI"].append((at, float(details["prediction"]["psi"])))
+        if (details.get("feedback") or {}).get("accuracy") is not None:
+            accuracy["feedback accuracy"].append((at, float(details["feedback"]["accuracy"])))
+    t = settings.monitor.thresholds
+    charts = [line_chart(features, title="Input drift per feature (PSI)", threshold=t.psi)] if features else []
+    if text:
+        charts.append(line_chart(text, title="Text drift: MMD permutation p-value", threshold=t.alpha))
+    charts.append(line_chart(prediction, title="Prediction drift (PSI)", threshold=t.prediction_psi))
+    charts.append(line_chart(accuracy, title="Accuracy on arrived feedback"))
+    return charts

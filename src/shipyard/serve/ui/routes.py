@@ -10,7 +10,6 @@ server's internals and can be tested with a plain FastAPI app.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -40,7 +39,8 @@ from shipyard.loop.versions import (
     rollback_target,
 )
 from shipyard.serve.ui import session
-from shipyard.serve.ui.charts import line_chart
+from shipyard.serve.ui.charts import monitor_charts
+from shipyard.serve.ui.forms import back_to_model, coerce_number, form_of, plain_value
 
 logger = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -79,20 +79,42 @@ def render(template: str, status: int = 200, **values: Any) -> HTMLResponse:
     return HTMLResponse(_env.get_template(template).render(**values), status_code=status)
 
 
-def ui_router(ctx: UIContext) -> APIRouter:
-    router = APIRouter(prefix="/ui", include_in_schema=False)
+class _Pages:
+    """What every route needs: the context, who is asking, the model asked about, and page rendering."""
 
-    async def who(request: Request) -> Any:
-        return await session.principal_of(request, ctx.verify, ctx.auth, ctx.anonymous)
+    def __init__(self, ctx: UIContext) -> None:
+        self.ctx = ctx
 
-    def model_view(name: str) -> ModelView:
-        for view in ctx.models():
+    async def who(self, request: Request) -> Any:
+        return await session.principal_of(request, self.ctx.verify, self.ctx.auth, self.ctx.anonymous)
+
+    def model_view(self, name: str) -> ModelView:
+        for view in self.ctx.models():
             if view.name == name:
                 return view
         raise HTTPException(404, f"no served model {name!r}")
 
-    def page(template: str, request: Request, principal: Any, **values: Any) -> HTMLResponse:
-        return render(template, user=principal, models=ctx.models(), path=request.url.path, **values)
+    def page(self, template: str, request: Request, principal: Any, **values: Any) -> HTMLResponse:
+        return render(template, user=principal, models=self.ctx.models(), path=request.url.path, **values)
+
+    def run_store(self) -> Any:
+        if self.ctx.runs_root is None:
+            raise HTTPException(404, "this server has no run store")
+        from shipyard.store.runs import RunStore
+
+        return RunStore.for_root(self.ctx.runs_root)
+
+
+def ui_router(ctx: UIContext) -> APIRouter:
+    router = APIRouter(prefix="/ui", include_in_schema=False)
+    pages = _Pages(ctx)
+    for add in (_login_routes, _run_routes, _model_routes, _monitor_routes, _label_routes, _try_routes):
+        add(router, pages)
+    return router
+
+
+def _login_routes(router: APIRouter, p: _Pages) -> None:
+    """Log in (the key into an HttpOnly cookie), log out, the overview."""
 
     @router.get("/login")
     async def login_form(error: str = "") -> HTMLResponse:
@@ -101,7 +123,7 @@ def ui_router(ctx: UIContext) -> APIRouter:
     @router.post("/login")
     async def login(request: Request) -> Response:
         key = (await form_of(request)).get("key", "")
-        principal = await ctx.verify(key.strip()) if ctx.auth else ctx.anonymous
+        principal = await p.ctx.verify(key.strip()) if p.ctx.auth else p.ctx.anonymous
         if principal is None:
             return render("login.html.j2", status=401, error="invalid or revoked API key", user=None, models=[])
         return session.login_response(request, key.strip(), "/ui")
@@ -112,52 +134,48 @@ def ui_router(ctx: UIContext) -> APIRouter:
 
     @router.get("")
     async def home(request: Request) -> HTMLResponse:
-        principal = await who(request)
+        principal = await p.who(request)
         rows = []
-        for view in ctx.models():
-            checks = ctx.store.list_events(view.name, ("drift_check",), limit=1)
-            queued = await run_in_threadpool(label_queue.queued_items, ctx.store, view.name)
+        for view in p.ctx.models():
+            checks = p.ctx.store.list_events(view.name, ("drift_check",), limit=1)
+            queued = await run_in_threadpool(label_queue.queued_items, p.ctx.store, view.name)
             rows.append({"view": view, "check": checks[0] if checks else None, "queued": len(queued)})
-        return page("home.html.j2", request, principal, rows=rows)
+        return p.page("home.html.j2", request, principal, rows=rows)
 
-    # ------------------------------------------------------------------ runs
-    def run_store() -> Any:
-        if ctx.runs_root is None:
-            raise HTTPException(404, "this server has no run store")
-        from shipyard.store.runs import RunStore
 
-        return RunStore.for_root(ctx.runs_root)
+def _run_routes(router: APIRouter, p: _Pages) -> None:
+    """Runs: list, compare, detail and the run's own report."""
 
     @router.get("/runs")
     async def runs(request: Request) -> HTMLResponse:
-        principal = await who(request)
-        records = await run_in_threadpool(lambda: run_store().list_runs(limit=200))
-        return page("runs.html.j2", request, principal, runs=records)
+        principal = await p.who(request)
+        records = await run_in_threadpool(lambda: p.run_store().list_runs(limit=200))
+        return p.page("runs.html.j2", request, principal, runs=records)
 
     @router.get("/runs/compare")
     async def compare_runs(request: Request, a: str, b: str) -> HTMLResponse:
-        principal = await who(request)
+        principal = await p.who(request)
         try:
-            result = await run_in_threadpool(lambda: run_store().compare(a, b))
+            result = await run_in_threadpool(lambda: p.run_store().compare(a, b))
         except ShipyardError as exc:
             raise HTTPException(404, str(exc)) from None
-        return page("compare.html.j2", request, principal, result=result, a=a, b=b)
+        return p.page("compare.html.j2", request, principal, result=result, a=a, b=b)
 
     @router.get("/runs/{run_id}")
     async def run_detail(request: Request, run_id: str) -> HTMLResponse:
-        principal = await who(request)
+        principal = await p.who(request)
         try:
-            record = await run_in_threadpool(lambda: run_store().get(run_id))
+            record = await run_in_threadpool(lambda: p.run_store().get(run_id))
         except ShipyardError as exc:
             raise HTTPException(404, str(exc)) from None
         has_report = (Path(record.run_dir) / "report.html").is_file()
-        return page("run.html.j2", request, principal, run=record, has_report=has_report)
+        return p.page("run.html.j2", request, principal, run=record, has_report=has_report)
 
     @router.get("/runs/{run_id}/report")
     async def run_report(request: Request, run_id: str) -> Response:
-        await who(request)
+        await p.who(request)
         try:
-            record = await run_in_threadpool(lambda: run_store().get(run_id))
+            record = await run_in_threadpool(lambda: p.run_store().get(run_id))
         except ShipyardError as exc:
             raise HTTPException(404, str(exc)) from None
         report = Path(record.run_dir) / "report.html"
@@ -166,47 +184,50 @@ def ui_router(ctx: UIContext) -> APIRouter:
         # the report is self-contained (plots inline); no script of ours runs inside it
         return FileResponse(report, media_type="text/html", headers={"Content-Security-Policy": "script-src 'none'"})
 
-    # ------------------------------------------------------------------ models, promote, rollback
+
+def _model_routes(router: APIRouter, p: _Pages) -> None:
+    """A model's versions and history; promote and roll back (admin keys)."""
+
     @router.get("/models/{name}")
     async def model_page(request: Request, name: str, message: str = "") -> HTMLResponse:
-        principal = await who(request)
-        view = model_view(name)
-        events = history(ctx.store, name)
-        return page(
+        principal = await p.who(request)
+        view = p.model_view(name)
+        events = history(p.ctx.store, name)
+        return p.page(
             "model.html.j2",
             request,
             principal,
             view=view,
             events=events,
             message=message,
-            champion=champion_path(ctx.store, name) or view.path,
+            champion=champion_path(p.ctx.store, name) or view.path,
         )
 
     @router.post("/models/{name}/promote")
     async def promote(request: Request, name: str) -> Response:
-        principal = await who(request)
+        principal = await p.who(request)
         form = await form_of(request)
         challenger, why = form.get("challenger", ""), form.get("why", "")
         session.require(principal, "admin")
-        view = model_view(name)
+        view = p.model_view(name)
         champion = view.path
         try:
             decision = await run_in_threadpool(
-                compare_paths, ctx.store, name, champion, challenger.strip(), ctx.settings.promotion
+                compare_paths, p.ctx.store, name, champion, challenger.strip(), p.ctx.settings.promotion
             )
         except ShipyardError as exc:
-            return _back(name, f"not compared: {exc}")
-        record_decision(ctx.store, name, decision, champion=champion, challenger=challenger, actor=principal.name)
+            return back_to_model(name, f"not compared: {exc}")
+        record_decision(p.ctx.store, name, decision, champion=champion, challenger=challenger, actor=principal.name)
         if not decision.promote:
-            return _back(name, "kept the champion: " + "; ".join(decision.reasons))
-        if ctx.switch is None:
-            return _back(name, "the challenger is better, but this server cannot switch versions")
+            return back_to_model(name, "kept the champion: " + "; ".join(decision.reasons))
+        if p.ctx.switch is None:
+            return back_to_model(name, "the challenger is better, but this server cannot switch versions")
         try:
-            answer = await ctx.switch(name, challenger.strip())
+            answer = await p.ctx.switch(name, challenger.strip())
         except ShipyardError as exc:
-            return _back(name, f"the switch failed, the champion keeps serving: {exc}")
+            return back_to_model(name, f"the switch failed, the champion keeps serving: {exc}")
         record_promotion(
-            ctx.store,
+            p.ctx.store,
             name,
             champion=champion,
             challenger=challenger.strip(),
@@ -215,46 +236,49 @@ def ui_router(ctx: UIContext) -> APIRouter:
             why=why,
             answer=answer,
         )
-        return _back(name, f"promoted: version {answer.get('version')} serves {challenger.strip()}")
+        return back_to_model(name, f"promoted: version {answer.get('version')} serves {challenger.strip()}")
 
     @router.post("/models/{name}/rollback")
     async def rollback(request: Request, name: str) -> Response:
-        principal = await who(request)
+        principal = await p.who(request)
         why = (await form_of(request)).get("why", "")
         session.require(principal, "admin")
-        model_view(name)
+        p.model_view(name)
         try:
-            target = rollback_target(ctx.store, name)
-            answer = await ctx.switch(name, target["previous"]) if ctx.switch else {}
+            target = rollback_target(p.ctx.store, name)
+            answer = await p.ctx.switch(name, target["previous"]) if p.ctx.switch else {}
         except ShipyardError as exc:
-            return _back(name, f"not rolled back: {exc}")
-        record_rollback(ctx.store, name, target, actor=principal.name, why=why, answer=answer)
-        return _back(name, f"rolled back to {target['previous']}")
+            return back_to_model(name, f"not rolled back: {exc}")
+        record_rollback(p.ctx.store, name, target, actor=principal.name, why=why, answer=answer)
+        return back_to_model(name, f"rolled back to {target['previous']}")
 
-    # ------------------------------------------------------------------ monitoring
+
+def _monitor_routes(router: APIRouter, p: _Pages) -> None:
+    """Drift and accuracy over time, alerts, and a check on demand."""
+
     @router.get("/monitor/{name}")
     async def monitor(request: Request, name: str) -> HTMLResponse:
-        principal = await who(request)
-        model_view(name)
-        checks = list(reversed(ctx.store.list_events(name, ("drift_check",), limit=200)))
-        alerts = ctx.store.list_events(name, ("alert",), limit=50)
-        charts = _charts(checks, ctx.settings)
+        principal = await p.who(request)
+        p.model_view(name)
+        checks = list(reversed(p.ctx.store.list_events(name, ("drift_check",), limit=200)))
+        alerts = p.ctx.store.list_events(name, ("alert",), limit=50)
+        charts = monitor_charts(checks, p.ctx.settings)
         last = checks[-1]["details"] if checks else None
-        return page("monitor.html.j2", request, principal, name=name, charts=charts, alerts=alerts, last=last)
+        return p.page("monitor.html.j2", request, principal, name=name, charts=charts, alerts=alerts, last=last)
 
     @router.post("/monitor/{name}/check")
     async def check_now(request: Request, name: str) -> Response:
-        principal = await who(request)
-        model_view(name)
-        cfg = ctx.settings.monitor
+        principal = await p.who(request)
+        p.model_view(name)
+        cfg = p.ctx.settings.monitor
         try:
             await run_in_threadpool(
                 lambda: run_check(
-                    ctx.store,
+                    p.ctx.store,
                     name,
                     window_s=cfg.window_s,
                     thresholds=cfg.thresholds,
-                    sink=ctx.sink,
+                    sink=p.ctx.sink,
                     actor=principal.name,
                 )
             )
@@ -262,44 +286,47 @@ def ui_router(ctx: UIContext) -> APIRouter:
             logger.warning("drift check of %s from the dashboard failed: %s", name, exc)
         return RedirectResponse(f"/ui/monitor/{name}", status_code=303)
 
-    # ------------------------------------------------------------------ labelling
+
+def _label_routes(router: APIRouter, p: _Pages) -> None:
+    """The labelling queue: build it, the next item, answers (label, skip, undo)."""
+
     @router.get("/label/{name}")
     async def label_page(request: Request, name: str) -> HTMLResponse:
-        principal = await who(request)
-        view = model_view(name)
-        return page("label.html.j2", request, principal, view=view)
+        principal = await p.who(request)
+        view = p.model_view(name)
+        return p.page("label.html.j2", request, principal, view=view)
 
     @router.post("/label/{name}/build")
     async def build(request: Request, name: str) -> Response:
-        await who(request)
-        model_view(name)
+        await p.who(request)
+        p.model_view(name)
         try:
             n = int((await form_of(request)).get("n", "50"))
         except ValueError:
             n = 50
         try:
-            await run_in_threadpool(lambda: label_queue.build_queue(ctx.store, name, max(1, min(n, 5000))))
+            await run_in_threadpool(lambda: label_queue.build_queue(p.ctx.store, name, max(1, min(n, 5000))))
         except ShipyardError as exc:
             logger.warning("queue for %s not built: %s", name, exc)
         return RedirectResponse(f"/ui/label/{name}", status_code=303)
 
     @router.get("/label/{name}/next")
     async def next_item(request: Request, name: str) -> JSONResponse:
-        await who(request)
-        model_view(name)
-        items = await run_in_threadpool(label_queue.queued_items, ctx.store, name, limit=1)
-        remaining = await run_in_threadpool(label_queue.queued_items, ctx.store, name)
+        await p.who(request)
+        p.model_view(name)
+        items = await run_in_threadpool(label_queue.queued_items, p.ctx.store, name, limit=1)
+        remaining = await run_in_threadpool(label_queue.queued_items, p.ctx.store, name)
         if items.empty:
             return JSONResponse({"item": None, "remaining": 0})
         row = items.iloc[0]
-        inputs = {c: _plain(row[c]) for c in items.columns if not str(c).startswith("_")}
+        inputs = {c: plain_value(row[c]) for c in items.columns if not str(c).startswith("_")}
         return JSONResponse(
             {
                 "item": {
                     "id": row["_id"],
                     "inputs": inputs,
                     "prediction": row["_label"],
-                    "confidence": _plain(row["_confidence"]),
+                    "confidence": plain_value(row["_confidence"]),
                     "rank": int(row["_rank"]),
                 },
                 "remaining": len(remaining),
@@ -308,112 +335,53 @@ def ui_router(ctx: UIContext) -> APIRouter:
 
     @router.post("/label/{name}/answer")
     async def answer(request: Request, name: str) -> JSONResponse:
-        principal = await who(request)
-        model_view(name)
+        principal = await p.who(request)
+        p.model_view(name)
         body = await request.json()
         action, pid = str(body.get("action", "")), str(body.get("prediction_id", ""))
         try:
             if action == "label":
                 await run_in_threadpool(
-                    label_queue.label_item, ctx.store, name, pid, str(body.get("label")), actor=principal.name
+                    label_queue.label_item, p.ctx.store, name, pid, str(body.get("label")), actor=principal.name
                 )
             elif action == "skip":
-                await run_in_threadpool(label_queue.skip_item, ctx.store, name, pid)
+                await run_in_threadpool(label_queue.skip_item, p.ctx.store, name, pid)
             elif action == "undo":
-                await run_in_threadpool(label_queue.undo_item, ctx.store, name, pid)
+                await run_in_threadpool(label_queue.undo_item, p.ctx.store, name, pid)
             else:
                 return JSONResponse({"error": f"unknown action {action!r}"}, status_code=422)
         except FeedbackError as exc:
             return JSONResponse({"error": str(exc)}, status_code=exc.status)
         return JSONResponse({"ok": True})
 
-    # ------------------------------------------------------------------ try it
+
+def _try_routes(router: APIRouter, p: _Pages) -> None:
+    """A form per model that predicts through the server's own path."""
+
     @router.get("/try/{name}")
     async def try_form(request: Request, name: str) -> HTMLResponse:
-        principal = await who(request)
-        return page("try.html.j2", request, principal, view=model_view(name), values={}, result=None, error="")
+        principal = await p.who(request)
+        return p.page("try.html.j2", request, principal, view=p.model_view(name), values={}, result=None, error="")
 
     @router.post("/try/{name}")
     async def try_submit(request: Request, name: str) -> HTMLResponse:
-        principal = await who(request)
-        view = model_view(name)
+        principal = await p.who(request)
+        view = p.model_view(name)
         form = await form_of(request)
         values = {f["name"]: form.get(f["name"], "") for f in view.features}
         record: dict[str, Any] = {}
         for feature in view.features:
             raw = values[feature["name"]]
-            record[feature["name"]] = _coerce(raw) if feature.get("type") == "numeric" else raw
+            record[feature["name"]] = coerce_number(raw) if feature.get("type") == "numeric" else raw
         result, error = None, ""
-        if ctx.predict is None:
+        if p.ctx.predict is None:
             error = "this server cannot predict from the dashboard"
         else:
             try:
-                result = await ctx.predict(name, record)
+                result = await p.ctx.predict(name, record)
             except ShipyardError as exc:
                 error = str(exc)
-        return page("try.html.j2", request, principal, view=view, values=values, result=result, error=error)
-
-    return router
-
-
-MAX_FORM_BYTES = 256 * 1024
-
-
-async def form_of(request: Request) -> dict[str, str]:
-    """An url-encoded form body (the dashboard's forms are all plain ones; no multipart parser needed)."""
-    from urllib.parse import parse_qs
-
-    body = await request.body()
-    if len(body) > MAX_FORM_BYTES:
-        raise HTTPException(413, "form too large")
-    pairs = parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True)
-    return {k: v[-1] for k, v in pairs.items()}
-
-
-def _back(name: str, message: str) -> RedirectResponse:
-    from urllib.parse import quote
-
-    return RedirectResponse(f"/ui/models/{name}?message={quote(message[:1500])}", status_code=303)
-
-
-def _coerce(raw: str) -> Any:
-    try:
-        return float(raw) if raw.strip() else None
-    except ValueError:
-        return raw
-
-
-def _plain(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    if isinstance(value, float) and value != value:
-        return None
-    return value
-
-
-def _charts(checks: list[dict[str, Any]], settings: LoopSettings) -> list[Any]:
-    features: dict[str, list[tuple[float, float]]] = {}
-    text: dict[str, list[tuple[float, float]]] = {}
-    prediction: dict[str, list[tuple[float, float]]] = {"prediction PSI": []}
-    accuracy: dict[str, list[tuple[float, float]]] = {"feedback accuracy": []}
-    for check in checks:
-        details, at = check["details"], float(check["at"])
-        for f in details.get("features") or []:
-            if f.get("psi") is not None:
-                features.setdefault(f["name"], []).append((at, float(f["psi"])))
-            else:
-                text.setdefault(f["name"], []).append((at, float(f["p_value"])))
-        if details.get("prediction") and details["prediction"].get("psi") is not None:
-            prediction["prediction PSI"].append((at, float(details["prediction"]["psi"])))
-        if (details.get("feedback") or {}).get("accuracy") is not None:
-            accuracy["feedback accuracy"].append((at, float(details["feedback"]["accuracy"])))
-    t = settings.monitor.thresholds
-    charts = [line_chart(features, title="Input drift per feature (PSI)", threshold=t.psi)] if features else []
-    if text:
-        charts.append(line_chart(text, title="Text drift: MMD permutation p-value", threshold=t.alpha))
-    charts.append(line_chart(prediction, title="Prediction drift (PSI)", threshold=t.prediction_psi))
-    charts.append(line_chart(accuracy, title="Accuracy on arrived feedback"))
-    return charts
+        return p.page("try.html.j2", request, principal, view=view, values=values, result=result, error=error)
 
 
 def mount_static(app: Any) -> None:
@@ -434,7 +402,3 @@ def exception_handlers() -> dict[Any, Callable[..., Any]]:
         )
 
     return {session.LoginRequired: login, session.Forbidden: forbidden}
-
-
-def as_json(value: Any) -> str:
-    return json.dumps(value, default=str)
