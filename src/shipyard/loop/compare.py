@@ -28,6 +28,9 @@ from scipy import stats
 
 from shipyard.config.loop import PromotionConfig
 from shipyard.errors import ShipyardError
+from shipyard.loop.feedback import labelled_rows
+from shipyard.loop.monitor import run_folder_of
+from shipyard.store.runs import RunStore
 
 logger = logging.getLogger(__name__)
 
@@ -199,9 +202,6 @@ def compare_models(
 
 def feedback_cutoff(challenger_path: str | Path) -> float | None:
     """When the challenger's training feedback ends (its run's ``feedback_until`` flag), if it was retrained."""
-    from shipyard.loop.monitor import run_folder_of
-    from shipyard.store.runs import RunStore
-
     try:
         run_dir = run_folder_of(challenger_path)
         run_id = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))["run_id"]
@@ -217,9 +217,7 @@ def compare_paths(
 ) -> Decision:
     """Load both models; holdout = the champion run's test split; feedback = what arrived after the challenger's
     training cut-off (all of it when the challenger learnt from none)."""
-    from shipyard.artifact import Artifact
-    from shipyard.loop.feedback import labelled_rows
-    from shipyard.loop.monitor import run_folder_of
+    from shipyard.artifact import Artifact  # heavy (torch): only when two models are compared
 
     champion, challenger = Artifact.load(champion_path), Artifact.load(challenger_path)
     if champion.task != challenger.task or (champion.labels or []) != (challenger.labels or []):

@@ -17,6 +17,7 @@ import pandas as pd
 from scipy import stats
 
 from shipyard.config.loop import DriftThresholds
+from shipyard.pretrained import default_model_dir, load_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -206,8 +207,6 @@ def embed_texts(texts: list[str], batch_size: int = 64) -> np.ndarray:
 
 def _embed(texts: list[str], batch_size: int) -> np.ndarray:
     import torch  # heavy: imported only when text drift is checked
-
-    from shipyard.pretrained import default_model_dir, load_tokenizer
 
     if "minilm" not in _EMBEDDERS:
         from transformers import AutoModel  # heavy optional import: only text models need it

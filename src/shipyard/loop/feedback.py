@@ -23,6 +23,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from shipyard.errors import ShipyardError
+from shipyard.loop.predlog import rows_to_frame
 from shipyard.loop.store import LoopStore, feedback, predictions, under_folder
 
 KINDS = ("label", "value", "rating", "thumbs")
@@ -272,8 +273,6 @@ def labelled_rows(
     ``since`` / ``until``: when the feedback arrived. Columns: the logged inputs, ``_target``, ``_correct``,
     ``_label`` (the prediction), ``_id``, ``_at``, ``_feedback_at``, ``_outputs``, ``_shadow``.
     """
-    from shipyard.loop.predlog import rows_to_frame
-
     query = (
         sa.select(
             predictions,

@@ -90,7 +90,7 @@ _references_lock = threading.Lock()
 
 def load_reference(model_path: str | Path, *, seed: int = 0) -> Reference:
     """The training rows (a sample) and the model's predictions on them; cached per model folder."""
-    from shipyard.artifact import Artifact
+    from shipyard.artifact import Artifact  # heavy (torch): only when a check runs
 
     key = str(Path(model_path).resolve())
     with _references_lock:

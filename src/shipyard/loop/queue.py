@@ -26,6 +26,7 @@ import sqlalchemy as sa
 
 from shipyard.errors import ShipyardError
 from shipyard.io import atomic_write_text
+from shipyard.loop.drift import embed_texts
 from shipyard.loop.feedback import FeedbackItem, import_feedback_records, record_feedback
 from shipyard.loop.predlog import input_columns, load_predictions, rows_to_frame
 from shipyard.loop.store import LoopStore, feedback, predictions, queue
@@ -87,13 +88,11 @@ def select(
 
 def encode_for_diversity(model_path: str, frame: pd.DataFrame, embed: Any = None) -> np.ndarray:
     """The space distances are measured in: the model's preprocessed inputs, or sentence embeddings for text."""
-    from shipyard.artifact import Artifact
+    from shipyard.artifact import Artifact  # heavy (torch): only when a queue is built
 
     artifact = Artifact.load(model_path)
     text = [f["name"] for f in artifact.features if f.get("type") == "text"]
     if text:
-        from shipyard.loop.drift import embed_texts
-
         joined = frame[text].astype(str).agg(" ".join, axis=1).tolist()
         return np.asarray((embed or embed_texts)(joined))
     inputs = artifact.preprocessor.transform(frame[[f["name"] for f in artifact.features]])

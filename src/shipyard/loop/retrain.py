@@ -14,6 +14,7 @@ The run store links the two: the new run is flagged ``parent = <parent run id>``
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import shutil
 import time
@@ -29,6 +30,7 @@ from shipyard.io import atomic_write_parquet
 from shipyard.loop.feedback import labelled_rows
 from shipyard.loop.predlog import input_columns
 from shipyard.loop.store import LoopStore
+from shipyard.store.runs import RunStore
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +82,7 @@ def retrain(
     show_progress: bool = False,
 ) -> dict[str, Any]:
     """Train the challenger; returns ``{"run_id", "run_dir", "parent", "feedback_rows", "metrics"}``."""
-    from shipyard.pipeline import load_run_job, run_job
-    from shipyard.store.runs import RunStore
+    from shipyard.pipeline import load_run_job, run_job  # heavy (torch): only when a run is trained
 
     run_dir = Path(run_dir).resolve()
     job, base_dir = load_run_job(run_dir)
@@ -131,8 +132,6 @@ def retrain(
 
 
 def _run_id(run_dir: Path) -> str:
-    import json
-
     info = run_dir / "run.json"
     if info.is_file():
         return str(json.loads(info.read_text(encoding="utf-8")).get("run_id") or run_dir.name)

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from shipyard.errors import ShipyardError
+from shipyard.store.db import DB_FILENAME, Database
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +97,6 @@ _engines_lock = threading.Lock()
 
 def default_url(runs_root: Path) -> str:
     """The run store's SQLite file, created 0600 first (it will hold logged inputs)."""
-    from shipyard.store.db import DB_FILENAME, Database
-
     db_path = Path(runs_root).expanduser().resolve() / DB_FILENAME
     Database(db_path)  # creates the file private, in WAL mode, with the run store's own tables
     return f"sqlite:///{db_path}"

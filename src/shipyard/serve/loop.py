@@ -24,6 +24,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from shipyard.artifact import Artifact
 from shipyard.config.loop import LogPredictionsConfig
 from shipyard.config.serve import ServeSettings
 from shipyard.errors import ShipyardError
@@ -34,8 +35,10 @@ from shipyard.loop.predlog import PredictionLog, new_prediction_id
 from shipyard.loop.store import LoopStore
 from shipyard.serve.dependencies import find_slot, require_scope
 from shipyard.serve.errors import ApiError
+from shipyard.serve.routers.models import predict_records
 from shipyard.serve.security import ANONYMOUS, Principal
 from shipyard.serve.state import ServeState, get_state
+from shipyard.serve.ui import ModelView, UIContext, exception_handlers, mount_static, ui_router
 
 logger = logging.getLogger(__name__)
 
@@ -75,8 +78,6 @@ class ServeLoop:
     async def start(self) -> None:
         for model, path in self.settings.shadow.items():
             try:
-                from shipyard.artifact import Artifact
-
                 self._shadows[model] = await run_in_threadpool(Artifact.load, path)
                 logger.info("model %r: shadow challenger %s scores live traffic (never answers)", model, path)
             except ShipyardError as exc:  # the champion serves on; the shadow is what is missing
@@ -213,9 +214,6 @@ def feedback_router(loop: ServeLoop) -> APIRouter:
 # ---------------------------------------------------------------------------------------------- the dashboard
 def ui_context(state: ServeState) -> Any:
     """What the dashboard's pages need from this server (serve/ui/routes.py ``UIContext``)."""
-    from shipyard.serve.routers.models import predict_records
-    from shipyard.serve.ui import ModelView, UIContext
-
     loop: ServeLoop = state.loop
 
     def models() -> list[ModelView]:
@@ -269,8 +267,6 @@ def ui_context(state: ServeState) -> Any:
 
 def mount_dashboard(app: Any, state: ServeState) -> None:
     """``/ui``: the pages, their static files and the login redirects."""
-    from shipyard.serve.ui import exception_handlers, mount_static, ui_router
-
     app.include_router(ui_router(ui_context(state)))
     mount_static(app)
     for exc, handler in exception_handlers().items():

@@ -41,6 +41,7 @@ from shipyard.loop.versions import (
 from shipyard.serve.ui import session
 from shipyard.serve.ui.charts import monitor_charts
 from shipyard.serve.ui.forms import back_to_model, coerce_number, form_of, plain_value
+from shipyard.store.runs import RunStore
 
 logger = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -100,8 +101,6 @@ class _Pages:
     def run_store(self) -> Any:
         if self.ctx.runs_root is None:
             raise HTTPException(404, "this server has no run store")
-        from shipyard.store.runs import RunStore
-
         return RunStore.for_root(self.ctx.runs_root)
 
 
