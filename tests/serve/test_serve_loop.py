@@ -96,3 +96,26 @@ def test_the_server_checks_drift_on_a_schedule(served, adult_frame):
     assert checks[0]["actor"] == "scheduler"
     metrics = client.get("/metrics").text
     assert "shipyard_drift_detected" in metrics and "shipyard_drift_score" in metrics
+
+
+def test_application_pages_sit_behind_the_dashboard_login(tmp_path: Path, adult_young_run: Path):
+    from fastapi import APIRouter
+    from fastapi.responses import HTMLResponse
+
+    router = APIRouter()
+
+    @router.get("/", response_class=HTMLResponse)
+    def home() -> str:
+        return "<h1>demo</h1>"
+
+    runs = tmp_path / "runs"
+    key = KeyStore.for_root(runs).create("viewer", "predict")
+    settings = ServeSettings.parse({"key_store_path": runs / "shipyard.db"})
+    app = create_app({"adult": adult_young_run}, settings, extra_routers=[("/ui/apps/demo", router)])
+    with TestClient(app) as client:
+        anonymous = client.get("/ui/apps/demo/", follow_redirects=False)
+        assert anonymous.status_code == 303 and anonymous.headers["location"] == "/ui/login"
+        client.post("/ui/login", data={"key": key})
+        page = client.get("/ui/apps/demo/")
+        assert page.status_code == 200 and "<h1>demo</h1>" in page.text
+        assert "form-action 'self'" in page.headers["content-security-policy"]

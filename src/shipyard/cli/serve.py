@@ -206,10 +206,9 @@ WORKER_FACTORY = "shipyard.cli.serve:app_from_env"
 
 
 def resolve_apps(names: Any) -> list[tuple[str, Any]]:
-    """Application names -> (prefix, router) pairs for serve's ``extra_routers``: the API routers (``/v1/apps/...``).
-
-    Application pages (``/ui/apps/...``) need the web dashboard's login and are mounted with it, not here."""
-    return [(prefix, router) for prefix, router in app_mounts(list(names), AppContext()) if prefix.startswith("/v1/")]
+    """Application names -> (prefix, router) pairs for serve's ``extra_routers``: the API routers (``/v1/apps/...``)
+    and the pages (``/ui/apps/...``, mounted behind the web dashboard's login)."""
+    return list(app_mounts(list(names), AppContext()))
 
 
 def app_from_env() -> Any:

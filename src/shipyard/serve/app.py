@@ -49,7 +49,8 @@ from shipyard.store.keys import KeyStore
 
 log = logging.getLogger(__name__)
 
-ExtraRouters = Sequence[tuple[str, APIRouter]]  # (prefix under /v1/, router): applications' routes
+ExtraRouters = Sequence[tuple[str, APIRouter]]  # (prefix under /v1/ or /ui/apps/, router): applications' routes
+PAGES_PREFIX = "/ui/apps/"  # applications' pages: behind the dashboard's cookie login
 
 
 def _key_store_and_audit(settings: ServeSettings, key_store: Any) -> tuple[Any, Any]:
@@ -112,9 +113,16 @@ def _lifespan(state: ServeState) -> Any:
     return lifespan
 
 
-def _mount_extra(app: FastAPI, extra_routers: ExtraRouters, security: list[Any]) -> None:
-    """Applications' routers, under ``/v1`` (so the middleware checks their key) and a predict-scope key."""
+def _mount_extra(app: FastAPI, extra_routers: ExtraRouters, security: list[Any], pages: Any = None) -> None:
+    """Applications' routers, under ``/v1`` (so the middleware checks their key) and a predict-scope key; their
+    pages under ``/ui/apps/<name>`` behind the dashboard's login (``pages``: its dependency; None: no dashboard)."""
     for prefix, router in extra_routers:
+        if prefix.startswith(PAGES_PREFIX) and prefix.rstrip("/") != PAGES_PREFIX.rstrip("/"):
+            if pages is None:
+                raise ShipyardError(f"application pages ({prefix}) need the dashboard", where="extra_routers",
+                                    hint="serve with the dashboard (--ui)")  # fmt: skip
+            app.include_router(router, prefix=prefix.rstrip("/"), dependencies=[Depends(pages)])
+            continue
         if not prefix.startswith(API_PREFIX) or prefix.rstrip("/") + "/" == API_PREFIX:
             raise ShipyardError(
                 f"an application's routes must live under {API_PREFIX}<something> (got {prefix!r})",
@@ -165,7 +173,6 @@ def create_app(
     app.include_router(versions.router, prefix="/v1", dependencies=security)
     state.loop = ServeLoop(state, settings)
     app.include_router(feedback_router(state.loop), prefix="/v1", dependencies=security)
-    if settings.ui:
-        mount_dashboard(app, state)
-    _mount_extra(app, extra_routers, security)
+    pages = mount_dashboard(app, state) if settings.ui else None
+    _mount_extra(app, extra_routers, security, pages)
     return app

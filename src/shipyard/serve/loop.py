@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -38,7 +38,7 @@ from shipyard.serve.errors import ApiError
 from shipyard.serve.routers.models import predict_records
 from shipyard.serve.security import ANONYMOUS, Principal
 from shipyard.serve.state import ServeState, get_state
-from shipyard.serve.ui import ModelView, UIContext, exception_handlers, mount_static, ui_router
+from shipyard.serve.ui import ModelView, UIContext, exception_handlers, mount_static, session, ui_router
 
 logger = logging.getLogger(__name__)
 
@@ -265,9 +265,16 @@ def ui_context(state: ServeState) -> Any:
     )
 
 
-def mount_dashboard(app: Any, state: ServeState) -> None:
-    """``/ui``: the pages, their static files and the login redirects."""
-    app.include_router(ui_router(ui_context(state)))
+def mount_dashboard(app: Any, state: ServeState) -> Any:
+    """``/ui``: the pages, their static files and the login redirects. Returns the login dependency that
+    applications' pages (``/ui/apps/<name>``) are mounted behind."""
+    ctx = ui_context(state)
+    app.include_router(ui_router(ctx))
     mount_static(app)
     for exc, handler in exception_handlers().items():
         app.add_exception_handler(exc, handler)
+
+    async def logged_in(request: Request) -> Any:
+        return await session.principal_of(request, ctx.verify, ctx.auth, ctx.anonymous)
+
+    return logged_in
