@@ -18,6 +18,7 @@ from shipyard.cli.apps import build_apps_group
 from shipyard.cli.audit import audit_app
 from shipyard.cli.data import data_app
 from shipyard.cli.errors import STATE
+from shipyard.cli.loop import feedback_app, label_app, monitor, promote, retrain, rollback
 from shipyard.cli.optimize import optimize
 from shipyard.cli.output import err_console
 from shipyard.cli.predict import evaluate, explain, predict
@@ -54,6 +55,11 @@ def build_app(apps: AppRegistry = registry) -> typer.Typer:
     root.add_typer(audit_app, name="audit")  # shipyard audit privacy RUN
     root.add_typer(data_app, name="data")  # shipyard data forget RUN --where "..."
     root.add_typer(build_apps_group(apps), name="app")  # shipyard app list | shipyard app NAME ...
+    # continuous learning (docs/loop.md)
+    root.add_typer(feedback_app, name="feedback")  # shipyard feedback import FILE
+    root.add_typer(label_app, name="label")  # shipyard label queue MODEL --n 200 | export | import
+    for command in (monitor, retrain, promote, rollback):
+        root.command()(command)
     return root
 
 

@@ -58,6 +58,9 @@ def parse_model_args(paths: list[str]) -> dict[str, Path]:
     return models
 
 
+LOG_HELP = "Log predictions of NAME (or *): NAME[=SAMPLE[:RETENTION_DAYS]], e.g. adult=0.1:30."
+
+
 def _default(name: str) -> Any:
     """The option's default: ServeSettings' (the one place the server's defaults live)."""
     return ServeSettings.model_fields[name].default
@@ -108,6 +111,10 @@ def serve_command(
         float, typer.Option(help="Seconds a client may take to send a request's head, and its body.")
     ] = _default("client_timeout_s"),
     apps: Annotated[str, typer.Option(help="Applications to mount, comma-separated (see `shipyard app list`).")] = "",
+    log_predictions: Annotated[list[str] | None, typer.Option(help=LOG_HELP)] = None,
+    shadow: Annotated[list[str] | None, typer.Option(help="NAME=PATH: a challenger scored, never answering.")] = None,
+    loop_config: Annotated[Path | None, typer.Option(help="YAML: loop settings (monitor, promotion).")] = None,
+    ui: Annotated[bool, typer.Option("--ui/--no-ui", help="Serve the web dashboard at /ui.")] = True,
 ) -> None:
     """Serve models over HTTP (REST, JSON): /v1/models, /v1/models/NAME/predict, /healthz, /readyz, /metrics."""
     settings = ServeSettings.parse(
@@ -128,6 +135,7 @@ def serve_command(
             "public_endpoints": public_endpoints,
             "client_timeout_s": client_timeout,
             "apps": [a.strip() for a in apps.split(",") if a.strip()],
+            **loop_options(log_predictions, shadow, loop_config, ui),
         }
     )
     models = parse_model_args(paths or []) if paths or not settings.apps else {}  # --apps alone is fine
@@ -144,15 +152,64 @@ def serve_command(
     serve(models, settings, run_one=run_draining, resolve_apps=resolve_apps, worker_factory=WORKER_FACTORY)
 
 
+def loop_options(log: list[str] | None, shadow: list[str] | None, config: Path | None, ui: bool) -> dict[str, Any]:
+    """The continuous-learning settings from `shipyard serve`'s options (docs/loop.md)."""
+    return {
+        "log_predictions": parse_log_options(log or []),
+        "shadow": parse_shadow_options(shadow or []),
+        "loop": _loop_settings(config),
+        "ui": ui,
+    }
+
+
+def parse_log_options(values: list[str]) -> dict[str, dict[str, float]]:
+    """``NAME[=SAMPLE[:DAYS]]`` -> {name: {"sample", "retention_days"}} (ServeSettings checks the ranges)."""
+    out: dict[str, dict[str, float]] = {}
+    for value in values:
+        name, _, rest = value.partition("=")
+        sample, _, days = rest.partition(":")
+        entry: dict[str, float] = {}
+        try:
+            if sample.strip():
+                entry["sample"] = float(sample)
+            if days.strip():
+                entry["retention_days"] = float(days)
+        except ValueError:
+            raise ShipyardError(
+                f"not NAME=SAMPLE:DAYS: {value!r}", where="--log-predictions", hint="e.g. adult=0.1:30"
+            ) from None
+        if not name.strip():
+            raise ShipyardError(f"no model name in {value!r}", where="--log-predictions", hint="NAME or *")
+        out[name.strip()] = entry
+    return out
+
+
+def parse_shadow_options(values: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise ShipyardError(f"not NAME=PATH: {value!r}", where="--shadow", hint="e.g. adult=runs/<challenger>")
+        out[name.strip()] = str(Path(path.strip()).expanduser().resolve())
+    return out
+
+
+def _loop_settings(path: Path | None) -> Any:
+    if path is None:
+        return {}
+    from shipyard.config.loop import load_loop_settings
+
+    return load_loop_settings(path)
+
+
 # worker processes rebuild the application routers themselves: serve cannot import shipyard.apps (it sits below)
 WORKER_FACTORY = "shipyard.cli.serve:app_from_env"
 
 
 def resolve_apps(names: Any) -> list[tuple[str, Any]]:
-    """Application names -> (prefix, router) pairs for serve's ``extra_routers``: the API routers (``/v1/apps/...``).
-
-    Application pages (``/ui/apps/...``) need the web dashboard's login and are mounted with it, not here."""
-    return [(prefix, router) for prefix, router in app_mounts(list(names), AppContext()) if prefix.startswith("/v1/")]
+    """Application names -> (prefix, router) pairs for serve's ``extra_routers``: the API routers (``/v1/apps/...``)
+    and the pages (``/ui/apps/...``, mounted behind the web dashboard's login)."""
+    return list(app_mounts(list(names), AppContext()))
 
 
 def app_from_env() -> Any:

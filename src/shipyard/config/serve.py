@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shipyard.config.errors import validate_section
+from shipyard.config.loop import LogPredictionsConfig, LoopSettings
 
 PUBLIC_ENDPOINT_GROUPS = ("docs", "metrics")  # what --public-endpoints may name; serve/limits.py maps them to paths
 
@@ -44,6 +45,13 @@ class ServeSettings(BaseModel):
     public_endpoints: tuple[str, ...] = PUBLIC_ENDPOINT_GROUPS
     # applications mounted under /v1/apps/<name>; resolved to routers ABOVE serve (see shipyard.serve.workers)
     apps: tuple[str, ...] = ()
+    # continuous learning (shipyard.loop, docs/loop.md): per served name ("*": every model), log a sample of the
+    # predictions; a challenger scored in shadow per name (never answering); the loop's store, drift checks and
+    # promotion rule; the web dashboard at /ui
+    log_predictions: dict[str, LogPredictionsConfig] = Field(default_factory=dict)
+    shadow: dict[str, str] = Field(default_factory=dict)
+    loop: LoopSettings = Field(default_factory=LoopSettings)
+    ui: bool = True
 
     @field_validator("public_endpoints", mode="before")
     @classmethod

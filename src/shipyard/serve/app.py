@@ -11,6 +11,8 @@ Routes (all under ``/v1`` need ``Authorization: Bearer <key>`` unless auth is of
 - ``GET  /v1/models/{name}``                one model
 - ``POST /v1/models/{name}/predict``        ``{"instance": {...}}`` or ``{"instances": [...]}``
 - ``POST /v1/models/{name}/versions``       (admin) ``{"path": ...}``: load, warm up, then switch traffic
+- ``POST /v1/models/{name}/feedback``       feedback on a logged prediction (serve/loop.py; docs/loop.md)
+- ``/ui``                                   the web dashboard (serve/ui/; cookie login with an API key)
 - ``/v1/apps/<app>/...``                    applications' routers (``extra_routers``), behind the same key check
 - ``GET  /healthz``, ``GET /readyz``, ``GET /metrics`` (Prometheus), ``/openapi.json``, ``/docs``
   (``/metrics`` and the docs need a key unless listed in ``public_endpoints``; see :mod:`.limits`)
@@ -36,6 +38,7 @@ from shipyard.config.serve import ServeSettings
 from shipyard.errors import ShipyardError
 from shipyard.serve.dependencies import require_scope, route_dependencies
 from shipyard.serve.errors import install_error_handlers
+from shipyard.serve.loop import ServeLoop, feedback_router, mount_dashboard
 from shipyard.serve.middleware import API_PREFIX, ServeMiddleware
 from shipyard.serve.models import NAME_RE, read_spec
 from shipyard.serve.routers import probes, versions
@@ -46,7 +49,8 @@ from shipyard.store.keys import KeyStore
 
 log = logging.getLogger(__name__)
 
-ExtraRouters = Sequence[tuple[str, APIRouter]]  # (prefix under /v1/, router): applications' routes
+ExtraRouters = Sequence[tuple[str, APIRouter]]  # (prefix under /v1/ or /ui/apps/, router): applications' routes
+PAGES_PREFIX = "/ui/apps/"  # applications' pages: behind the dashboard's cookie login
 
 
 def _key_store_and_audit(settings: ServeSettings, key_store: Any) -> tuple[Any, Any]:
@@ -89,6 +93,7 @@ def _lifespan(state: ServeState) -> Any:
             slot.lock = asyncio.Lock()  # bind to this event loop
             state.metrics.model_ready.labels(slot.name).set(0)
         state.loading_task = asyncio.get_running_loop().create_task(state.load_all())
+        await state.loop.start()
         try:
             yield
         finally:
@@ -100,6 +105,7 @@ def _lifespan(state: ServeState) -> Any:
                 state.loading_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await state.loading_task
+            await state.loop.stop()  # the prediction log's last batch is written
             for slot in state.slots.values():
                 if slot.batcher is not None:
                     await slot.batcher.close(timeout=5.0)
@@ -107,9 +113,16 @@ def _lifespan(state: ServeState) -> Any:
     return lifespan
 
 
-def _mount_extra(app: FastAPI, extra_routers: ExtraRouters, security: list[Any]) -> None:
-    """Applications' routers, under ``/v1`` (so the middleware checks their key) and a predict-scope key."""
+def _mount_extra(app: FastAPI, extra_routers: ExtraRouters, security: list[Any], pages: Any = None) -> None:
+    """Applications' routers, under ``/v1`` (so the middleware checks their key) and a predict-scope key; their
+    pages under ``/ui/apps/<name>`` behind the dashboard's login (``pages``: its dependency; None: no dashboard)."""
     for prefix, router in extra_routers:
+        if prefix.startswith(PAGES_PREFIX) and prefix.rstrip("/") != PAGES_PREFIX.rstrip("/"):
+            if pages is None:
+                raise ShipyardError(f"application pages ({prefix}) need the dashboard", where="extra_routers",
+                                    hint="serve with the dashboard (--ui)")  # fmt: skip
+            app.include_router(router, prefix=prefix.rstrip("/"), dependencies=[Depends(pages)])
+            continue
         if not prefix.startswith(API_PREFIX) or prefix.rstrip("/") + "/" == API_PREFIX:
             raise ShipyardError(
                 f"an application's routes must live under {API_PREFIX}<something> (got {prefix!r})",
@@ -158,5 +171,8 @@ def create_app(
     app.include_router(probes.router)
     app.include_router(models_router(state), prefix="/v1", dependencies=security)
     app.include_router(versions.router, prefix="/v1", dependencies=security)
-    _mount_extra(app, extra_routers, security)
+    state.loop = ServeLoop(state, settings)
+    app.include_router(feedback_router(state.loop), prefix="/v1", dependencies=security)
+    pages = mount_dashboard(app, state) if settings.ui else None
+    _mount_extra(app, extra_routers, security, pages)
     return app

@@ -35,6 +35,16 @@ _DOCS_CSP = (
     "connect-src 'self'; worker-src blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
 _DOCS_PAGES = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
+# the dashboard (/ui): its own script, style sheet and forms only; a run's report (self-contained: inline style and
+# data: images, no script) may be framed by the dashboard's run page
+_UI_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "form-action 'self'; frame-src 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+_REPORT_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; font-src data:; frame-ancestors 'self'; "
+    "base-uri 'none'; form-action 'none'"
+)
 
 
 def private_paths(public: frozenset[str]) -> frozenset[str]:
@@ -47,12 +57,17 @@ def private_paths(public: frozenset[str]) -> frozenset[str]:
 
 
 def security_headers(path: str) -> list[tuple[bytes, bytes]]:
-    csp = _DOCS_CSP if path in _DOCS_PAGES else _API_CSP
+    frame = b"DENY"
+    if path == "/ui" or path.startswith("/ui/"):
+        report = path.startswith("/ui/runs/") and path.endswith("/report")
+        csp, frame = (_REPORT_CSP, b"SAMEORIGIN") if report else (_UI_CSP, b"DENY")
+    else:
+        csp = _DOCS_CSP if path in _DOCS_PAGES else _API_CSP
     return [
         (b"x-content-type-options", b"nosniff"),
         (b"content-security-policy", csp.encode("ascii")),
         (b"referrer-policy", b"no-referrer"),
-        (b"x-frame-options", b"DENY"),
+        (b"x-frame-options", frame),
     ]
 
 

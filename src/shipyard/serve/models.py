@@ -195,10 +195,12 @@ class ClassPrediction(BaseModel):
     label: str
     probabilities: dict[str, float]
     abstained: bool | None = None  # only for a model with out-of-scope rejection (evaluation.abstain)
+    prediction_id: str  # feedback names it (POST /v1/models/NAME/feedback); logged when the model logs
 
 
 class ValuePrediction(BaseModel):
     value: float
+    prediction_id: str
 
 
 def response_model(model_name: str, task: str) -> type[BaseModel]:

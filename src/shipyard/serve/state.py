@@ -60,6 +60,7 @@ class ServeState:
         self.inflight = 0
         self.loading_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self.loop: Any = None  # the continuous-learning part (serve/loop.py ServeLoop), set by create_app
 
     # ------------------------------------------------------------ readiness and shutdown
     @property

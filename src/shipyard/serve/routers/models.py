@@ -20,7 +20,7 @@ from shipyard.errors import ShipyardError
 from shipyard.serve.batching import BatcherClosed
 from shipyard.serve.dependencies import model_slot, require_scope
 from shipyard.serve.errors import ApiError
-from shipyard.serve.models import instance_model, request_model, response_model
+from shipyard.serve.models import LoadedVersion, instance_model, request_model, response_model
 from shipyard.serve.schemas import InputSchema, ModelInfo, ModelList
 from shipyard.serve.security import Principal
 from shipyard.serve.state import ModelSlot, ServeState, get_state
@@ -55,7 +55,7 @@ def describe(slot: ModelSlot, request_limit: int) -> ModelInfo:
     )
 
 
-async def _predict_records(slot: ModelSlot, records: list[dict[str, Any]]) -> tuple[list[Any], int]:
+async def predict_records(slot: ModelSlot, records: list[dict[str, Any]]) -> tuple[list[Any], LoadedVersion]:
     """The model's results for ``records`` and the version that gave them (retried across a version switch)."""
     for _attempt in range(3):
         batcher, current = slot.batcher, slot.current
@@ -67,7 +67,7 @@ async def _predict_records(slot: ModelSlot, records: list[dict[str, Any]]) -> tu
                 headers={"Retry-After": "1"},
             )
         try:
-            return await batcher.submit(records), current.version
+            return await batcher.submit(records), current
         except BatcherClosed:
             continue  # a new version took over between reading slot.batcher and submitting; use it
         except ShipyardError as exc:
@@ -89,7 +89,7 @@ def _add_predict_route(router: APIRouter, state: ServeState, slot: ModelSlot) ->
         single = body.instance is not None  # type: ignore[attr-defined]
         rows = [body.instance] if single else body.instances  # type: ignore[attr-defined]
         records = [r.model_dump() for r in rows]
-        results, version = await _predict_records(slot, records)
+        results, current = await predict_records(slot, records)
         for i, res in enumerate(results):
             if res.pop("non_finite", False):
                 raise ApiError(
@@ -99,7 +99,9 @@ def _add_predict_route(router: APIRouter, state: ServeState, slot: ModelSlot) ->
                     field="instance" if single else f"instances.{i}",
                 )
         state.metrics.instances.labels(name).inc(len(records))
-        out: dict[str, Any] = {"model": name, "version": version}
+        # a prediction id in every answer; the sampled ones go to the prediction log (serve/loop.py)
+        state.loop.after_predict(name, current.version, str(current.spec.path), records, results)
+        out: dict[str, Any] = {"model": name, "version": current.version}
         out["prediction" if single else "predictions"] = results[0] if single else results
         out["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
         return Response(json.dumps(out, allow_nan=False), media_type="application/json")
