@@ -82,8 +82,6 @@ def default_output_for(input_file: Path) -> Path:
     """Where `predict` writes when no --output is given: ``<input stem>.predictions.csv`` beside the input."""
     input_file = Path(input_file)
     return input_file.with_name(f"{input_file.stem}.predictions.csv")
-
-
 def _text_features(artifact: Artifact) -> list[str]:
     return [f["name"] for f in artifact.features if f.get("type") == "text"]
 
