@@ -112,8 +112,10 @@ class BPR(_Factors):
         out = -F.logsigmoid(outputs[:, 0] - outputs[:, 1]).mean()
         return out + self.penalty if self.training else out
 
-    def fold_in(self, items: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    def fold_in(
+        self, items: np.ndarray, weights: np.ndarray | None = None, *, gram: np.ndarray | None = None
+    ) -> np.ndarray:
         with torch.no_grad():
             q = self.item.weight.float().cpu().numpy()
-        p = fold_in_implicit(q, items, weights, reg=max(self.reg * 100, 0.01))
+        p = fold_in_implicit(q, items, weights, reg=max(self.reg * 100, 0.01), gram=gram)
         return np.concatenate([p, [1.0]]).astype(np.float32)

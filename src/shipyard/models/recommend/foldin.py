@@ -28,9 +28,17 @@ def fold_in_explicit(
 
 
 def fold_in_implicit(
-    q: np.ndarray, items: np.ndarray, weights: np.ndarray | None = None, *, reg: float = 0.1, alpha: float = 10.0
+    q: np.ndarray,
+    items: np.ndarray,
+    weights: np.ndarray | None = None,
+    *,
+    reg: float = 0.1,
+    alpha: float = 10.0,
+    gram: np.ndarray | None = None,
 ) -> np.ndarray:
-    """``p = (Q^T Q + alpha Q_S^T W Q_S + reg I)^-1 Q_S^T (1 + alpha w)``, the implicit-ALS user step."""
+    """``p = (Q^T Q + alpha Q_S^T W Q_S + reg I)^-1 Q_S^T (1 + alpha w)``, the implicit-ALS user step.
+
+    ``gram`` is ``Q^T Q`` when the caller keeps it (the served model does: it is the same for every user)."""
     items = np.asarray(items, dtype=np.int64)
     dim = q.shape[1]
     if len(items) == 0:
@@ -38,6 +46,6 @@ def fold_in_implicit(
     w = np.ones(len(items)) if weights is None else np.asarray(weights, dtype=np.float64)
     qd = q.astype(np.float64)
     qs = qd[items]
-    a = qd.T @ qd + alpha * (qs * w[:, None]).T @ qs + reg * np.eye(dim)
+    a = (qd.T @ qd if gram is None else gram) + alpha * (qs * w[:, None]).T @ qs + reg * np.eye(dim)
     b = qs.T @ (1.0 + alpha * w)
     return np.linalg.solve(a, b).astype(np.float32)

@@ -77,20 +77,35 @@ class ItemIndex:
             return items[order], rel[order]
         return items[:k], rel[:k]
 
+    def to_bytes(self) -> bytes:
+        """The index in FAISS's own format, for an atomic write (`shipyard.io.atomic_write_bytes`)."""
+        return _faiss().serialize_index(self.index).tobytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, vectors: np.ndarray, *, where: str = "items.faiss") -> ItemIndex:
+        try:
+            index = _faiss().deserialize_index(np.frombuffer(data, dtype=np.uint8))
+        except RuntimeError as exc:
+            raise ShipyardError(f"not a FAISS index: {str(exc).splitlines()[0]}", where=where) from None
+        return cls._checked(index, vectors, where)
+
+    @classmethod
+    def _checked(cls, index: object, vectors: np.ndarray, where: str) -> ItemIndex:
+        if index.ntotal != len(vectors) or index.d != vectors.shape[1]:  # type: ignore[attr-defined]
+            raise ShipyardError(
+                f"the index holds {index.ntotal} vectors of size {index.d}, the model {vectors.shape}",  # type: ignore[attr-defined]
+                where=where,
+                hint="the index and the model come from different runs",
+            )
+        return cls(vectors, index=index)
+
     def save(self, path: str | Path) -> None:
         """Write the index with FAISS's own format (no pickle); the caller writes it to a temp name and renames."""
         _faiss().write_index(self.index, str(path))
 
     @classmethod
     def load(cls, path: str | Path, vectors: np.ndarray) -> ItemIndex:
-        index = _faiss().read_index(str(path))
-        if index.ntotal != len(vectors) or index.d != vectors.shape[1]:
-            raise ShipyardError(
-                f"the index holds {index.ntotal} vectors of size {index.d}, the model {vectors.shape}",
-                where=str(path),
-                hint="the index and the model come from different runs",
-            )
-        return cls(vectors, index=index)
+        return cls._checked(_faiss().read_index(str(path)), vectors, str(path))
 
 
 def mmr_rerank(relevance: np.ndarray, unit_vectors: np.ndarray, k: int, *, lam: float) -> np.ndarray:
