@@ -279,7 +279,7 @@ def main() -> int:
         port = free_port()
         code = (
             "import logging; from pathlib import Path; logging.basicConfig(level=logging.WARNING); "
-            "from shipyard.serve.cli import serve_command; "
+            "from shipyard.cli.serve import serve_command; "
             f"serve_command([{f'm={model}'!r}], host='127.0.0.1', port={port}, store=Path({str(db)!r}), "
             f"rate_limit=0, max_wait_ms={args.max_wait_ms}, max_batch_size={args.max_batch_size})"
         )

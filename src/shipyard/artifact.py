@@ -21,11 +21,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+import yaml
 from torch import nn
 
 from shipyard.errors import ShipyardError
 from shipyard.io import INCOMPLETE, atomic_save_safetensors, atomic_write_json
-from shipyard.models.registry import InputSpec, build_for_task
+from shipyard.models.registry import build_for_task
+from shipyard.spec import InputSpec
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
@@ -231,6 +233,24 @@ class Artifact:
     @property
     def backend(self) -> str:
         return self.meta["backend"]
+
+    @property
+    def text_features(self) -> list[str]:
+        """The model's text columns (kept as strings when read, even when a value is all digits)."""
+        return [f["name"] for f in self.features if f.get("type") == "text"]
+
+    @property
+    def read_options(self) -> dict[str, Any]:
+        """How the training data was read (format, encoding, delimiter, column names...: data/rows.py), recorded
+        in shipyard.json. Artifacts from before it was recorded: the training source in their run's config.yaml."""
+        if "read_options" in self.meta:
+            return dict(self.meta["read_options"])
+        for folder in (self.path.parent, self.path.parent.parent, self.path.parent.parent.parent):
+            if (folder / "config.yaml").is_file():
+                config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")) or {}
+                data = config.get("data") or {}
+                return dict(data.get("test_source") or data.get("source") or {})
+        return {}  # a bare model folder: read files with the defaults
 
     # ----------------------------------------------------------- inference
     def raw_outputs(self, inputs: dict[str, np.ndarray], batch_size: int = 256) -> np.ndarray:

@@ -136,3 +136,26 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+# older runs recorded the job file's folder as the first line of config.yaml instead of in run.json
+_LEGACY_BASE_DIR_COMMENT = "# shipyard base_dir: "
+
+
+def recorded_base_dir(run_dir: Path) -> Path:
+    """The folder a run's relative data paths resolve against: the job file's folder, as training recorded it in
+    ``run.json``. Runs from before run.json: the ``# shipyard base_dir:`` line of their config.yaml, else the
+    working directory."""
+    run_dir = Path(run_dir)
+    try:
+        return Path(json.loads((run_dir / RUN_INFO).read_text(encoding="utf-8"))["base_dir"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    try:
+        with open(run_dir / "config.yaml", encoding="utf-8") as fh:
+            first = fh.readline()
+        if first.startswith(_LEGACY_BASE_DIR_COMMENT):
+            return Path(json.loads(first[len(_LEGACY_BASE_DIR_COMMENT) :]))
+    except (OSError, ValueError):
+        pass
+    return Path.cwd()

@@ -23,6 +23,8 @@ import numpy as np
 import yaml
 
 from shipyard.config.schema import Job, TrainingConfig
+from shipyard.data.rows import read_options
+from shipyard.data.text import make_text_encoder
 from shipyard.errors import ShipyardError
 from shipyard.io import (
     INCOMPLETE,
@@ -30,8 +32,10 @@ from shipyard.io import (
     atomic_write_json,
     atomic_write_parquet,
     atomic_write_text,
+    recorded_base_dir,
     storage_error,
 )
+from shipyard.models.registry import get_family
 
 log = logging.getLogger(__name__)
 
@@ -74,31 +78,19 @@ def resolve_run_dir(job: Job, base_dir: Path, run_dir: Path | None) -> tuple[str
     return run_id, (root if root.is_absolute() else Path.cwd() / root) / run_id
 
 
-# config.yaml's first line records the folder relative data paths were read from, so `train --resume RUN` can
-# rebuild the same data without the original config file (a comment: the job itself, and its hash, are unchanged)
-_BASE_DIR_COMMENT = "# shipyard base_dir: "
-
-
-def dump_config(job: Job, base_dir: Path | None = None) -> str:
-    text = yaml.safe_dump(job.model_dump(mode="json", exclude_none=False), sort_keys=False)
-    if base_dir is None:
-        return text
-    return f"{_BASE_DIR_COMMENT}{json.dumps(str(Path(base_dir).resolve()))}\n{text}"
+def dump_config(job: Job) -> str:
+    return yaml.safe_dump(job.model_dump(mode="json", exclude_none=False), sort_keys=False)
 
 
 def load_run_job(run_dir: Path) -> tuple[Job, Path]:
-    """The job a run was started with (its own config.yaml) and the folder its relative data paths start from."""
+    """The job a run was started with (its own config.yaml) and the folder its relative data paths start from
+    (recorded in run.json), so `train --resume RUN` rebuilds the same data without the original job file."""
     from shipyard.config.loader import load_job
 
     config = Path(run_dir) / "config.yaml"
     if not config.is_file():
         raise ShipyardError("the run folder has no config.yaml", where=str(run_dir), hint="pass the job's config file")
-    job = load_job(config)
-    with open(config, encoding="utf-8") as fh:
-        first = fh.readline()
-    if first.startswith(_BASE_DIR_COMMENT):
-        return job, Path(json.loads(first[len(_BASE_DIR_COMMENT) :]))
-    return job, Path.cwd()  # a run from before base_dir was recorded: paths as seen from here
+    return load_job(config), recorded_base_dir(run_dir)
 
 
 def _check_resume_config(job: Job, run_dir: Path) -> None:
@@ -132,12 +124,8 @@ def _store_for(run_dir: Path) -> Any:
 
 def text_encoder_for(job: Job) -> Any:
     """Text families bring their own tokenizer; the data layer plugs it into the preprocessor."""
-    from shipyard.models.registry import get_family
-
     if "text" not in get_family(job.model.type).input_kinds:
         return None
-    from shipyard.models.transformer import make_text_encoder
-
     return make_text_encoder(job.model.params(), job.data.text)
 
 
@@ -186,7 +174,12 @@ def run_job(
                 hint="pass --resume to continue it, or another --run-dir",
             )
 
-    prepared = prepare_data(job, base_dir=base_dir, text_encoder=text_encoder_for(job))
+    prepared = prepare_data(
+        job,
+        base_dir=base_dir,
+        text_encoder=text_encoder_for(job),
+        input_kinds=get_family(job.model.type).input_kinds,  # the data layer knows no model family
+    )
     # every data error has surfaced by now, before any folder exists
     train, val, test = (prepared.splits[k] for k in ("train", "validation", "test"))
     target_scale = None
@@ -215,6 +208,7 @@ def run_job(
             show_progress=show_progress,
             privacy=dp_config,
             ctx=ctx,
+            metrics_fn=compute_metrics,  # the full set: early stopping and soups may judge on any of them
         )
 
     engine = make_engine(job.training)
@@ -229,7 +223,7 @@ def run_job(
     store = _store_for(run_dir)
     chash = config_hash(job)
     if not resume:
-        atomic_write_text(run_dir / "config.yaml", dump_config(job, base_dir))
+        atomic_write_text(run_dir / "config.yaml", dump_config(job))
         # relative data paths resolve against the job file's folder, wherever a later command runs from
         atomic_write_json(run_dir / RUN_INFO, {"run_id": run_id, "base_dir": str(base_dir.resolve())})
         atomic_write_json(run_dir / "data_summary.json", prepared.summary)
@@ -299,7 +293,7 @@ def run_job(
             labels=prepared.labels,
             target_scale=target_scale,
             metrics={k: v for k, v in metrics.items() if k in ("validation", "test")},
-            extra={"run_id": run_id, "config_hash": chash}
+            extra={"run_id": run_id, "config_hash": chash, "read_options": read_options(job.data)}
             | ({"abstain": {k: abstain[k] for k in ("threshold", "label")}} if abstain else {}),
         )
         sections = []

@@ -130,7 +130,7 @@ def test_serve_warns_about_a_flagged_model_and_strict_refuses(run_dir: Path, mon
     res = CliRunner().invoke(app, ["serve", str(run_dir), "--no-auth", "--strict"])
     assert res.exit_code == 2 and res.output.startswith("error:") and "needs retraining" in res.output
 
-    import shipyard.serve.cli as serve_cli
+    import shipyard.cli.serve as serve_cli
 
     started: list[Any] = []
     monkeypatch.setattr(serve_cli, "run_draining", lambda config, state: started.append(config))

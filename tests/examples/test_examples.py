@@ -10,7 +10,7 @@ import pytest
 import shipyard
 from shipyard.artifact import Artifact
 from shipyard.config import load_job
-from shipyard.inference import evaluate_run
+from shipyard.evaluation.saved import evaluate_run
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

@@ -9,9 +9,6 @@ import numpy as np
 import onnx
 import pytest
 import torch
-
-pytest.importorskip("shipyard.models.transformer")
-
 from tiny_bert import save_tiny_bert
 
 from shipyard.errors import ShipyardError

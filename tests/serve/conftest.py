@@ -111,7 +111,7 @@ def live_server(runs: dict[str, Path], keys: dict[str, Any], tmp_path_factory: p
     code = (
         "import logging, sys; from pathlib import Path; "
         "logging.basicConfig(level=logging.INFO, stream=sys.stderr); "
-        "from shipyard.serve.cli import serve_command; "
+        "from shipyard.cli.serve import serve_command; "
         f"serve_command(['clf={runs['clf']}', 'reg={runs['reg']}'], host='127.0.0.1', port={port}, "
         f"store=Path({str(keys['db'])!r}), rate_limit=0, drain_seconds=5)"
     )

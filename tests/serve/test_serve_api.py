@@ -219,7 +219,7 @@ def test_access_log_hashes_the_body_and_never_logs_inputs(
 
 # ------------------------------------------------------------------------------------------- readiness, metrics
 def test_readyz_before_and_after_load(make_client: Any, keys: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    import shipyard.serve.app as app_module
+    import shipyard.serve.state as app_module
 
     gate = threading.Event()
     real = app_module.load_version

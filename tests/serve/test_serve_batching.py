@@ -99,7 +99,8 @@ def test_batcher_isolates_a_failing_request_and_respects_the_size_cap() -> None:
 def test_graceful_shutdown_finishes_in_flight_and_refuses_new(
     runs: dict, keys: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import shipyard.serve.app as app_module
+    import shipyard.serve.state as app_module
+    from shipyard.serve.app import create_app
 
     real = app_module.make_predictor
 
@@ -113,7 +114,7 @@ def test_graceful_shutdown_finishes_in_flight_and_refuses_new(
         return slow
 
     monkeypatch.setattr(app_module, "make_predictor", slow_predictor)
-    app = app_module.create_app({"clf": runs["clf"]}, key_store_path=keys["db"])
+    app = create_app({"clf": runs["clf"]}, key_store_path=keys["db"])
     state = app.state.serve
     row = _rows(1)[0]
 

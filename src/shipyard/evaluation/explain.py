@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from shipyard.data.rows import read_rows
 from shipyard.errors import ShipyardError
 
 log = logging.getLogger(__name__)
@@ -399,7 +400,6 @@ def _explain_inputs(art: Any, inputs: dict[str, np.ndarray], n: int) -> list[dic
 def explain_run(run_dir: str | Path, input_file: str | Path, n: int = 10) -> list[dict[str, Any]]:
     """Explain the first ``n`` rows of ``input_file`` (CSV / JSONL / Parquet) with the run's model."""
     from shipyard.artifact import Artifact
-    from shipyard.inference import read_rows
 
     if n < 1:
         raise ShipyardError("--n must be at least 1", where="--n")
@@ -407,7 +407,7 @@ def explain_run(run_dir: str | Path, input_file: str | Path, n: int = 10) -> lis
     art = Artifact.load(run_dir)
     if art.model is None:
         raise ShipyardError("explanations need the torch model (this folder holds only ONNX)", where=str(run_dir))
-    frame = read_rows(Path(input_file), run_dir if (run_dir / "config.yaml").is_file() else None).head(n)
+    frame = read_rows(Path(input_file), art.read_options, art.text_features).head(n)
     if len(frame) == 0:
         raise ShipyardError("no rows to explain", where=str(input_file))
     return _explain_inputs(art, art.preprocessor.transform(frame), n)
@@ -432,7 +432,7 @@ def _report_body(job: Any, run_dir: Path, prepared: Any) -> str:
     split = prepared.splits["test"] if len(prepared.splits["test"]) else prepared.splits["validation"]
     if len(split) == 0 or not (run_dir / "model").is_dir():
         return ""
-    art = Artifact.load(run_dir / "model")
+    art = Artifact.load(run_dir / "model", allow_incomplete=True)  # the report is written before the run is complete
     if art.model is None:
         return ""
     kind = art.preprocessor.kind

@@ -44,7 +44,7 @@ from shipyard.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ReportSection", "figure_to_img_tag", "new_figure", "table_html", "write_report"]
+__all__ = ["ReportSection", "figure_to_img_tag", "new_figure", "table_html", "write_report", "write_section_page"]
 
 # Scatter plots of a million test rows make a multi-megabyte PNG and show nothing more than 5000 points do.
 _MAX_SCATTER_POINTS = 5000
@@ -494,6 +494,49 @@ def _shipyard_version() -> str:
 # --------------------------------------------------------------------------------------------------------------
 
 
+def _render_page(
+    *,
+    title: str,
+    task: str,
+    model_type: str,
+    run_name: str,
+    cards: list[dict[str, str]],
+    sections: list[tuple[str, str]],
+) -> str:
+    """The one HTML page template, for the run report and for a section written on its own."""
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    used: set[str] = set()
+    env = Environment(
+        loader=PackageLoader("shipyard.evaluation", "templates"),
+        autoescape=select_autoescape(["html", "j2"], default_for_string=True, default=True),
+    )
+    return env.get_template("report.html.j2").render(
+        title=title,
+        task=task,
+        model_type=model_type,
+        run_name=run_name,
+        cards=cards,
+        # section bodies were escaped as they were built; titles are escaped by the template
+        sections=[{"title": t, "anchor": _anchor(t, used), "html": Markup(body)} for t, body in sections],
+        version=_shipyard_version(),
+        generated=_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    )
+
+
+def write_section_page(path: Path, section: ReportSection, *, task: str, model_type: str, run_name: str) -> Path:
+    """Write one `ReportSection` as a page of its own (same template and styles as the run report), atomically."""
+    page = _render_page(
+        title=section.title,
+        task=task,
+        model_type=model_type,
+        run_name=run_name,
+        cards=[],
+        sections=[(section.title, section.html)],
+    )
+    return atomic_write_text(Path(path), page)
+
+
 def write_report(
     run_dir: Path,
     *,
@@ -509,8 +552,6 @@ def write_report(
     ``test_predictions`` is ``{"y_true", "outputs", "labels"}`` for the test split (outputs: probabilities or
     logits (N, K), or values (N,)); plots that need it are skipped when it is empty.
     """
-    from jinja2 import Environment, PackageLoader, select_autoescape
-
     run_dir = Path(run_dir)
     task = str(job_config.get("task") or "unknown").lower()
     model_type = str(_config_get(job_config, "model", "type") or "unknown")
@@ -544,21 +585,8 @@ def write_report(
     for extra in extra_sections:
         sections.append((extra.title, extra.html))
 
-    used: set[str] = set()
-    env = Environment(
-        loader=PackageLoader("shipyard.evaluation", "templates"),
-        autoescape=select_autoescape(["html", "j2"], default_for_string=True, default=True),
-    )
-    page = env.get_template("report.html.j2").render(
-        title=title,
-        task=task,
-        model_type=model_type,
-        run_name=run_dir.name,
-        cards=cards,
-        # section bodies were escaped as they were built; titles are escaped by the template
-        sections=[{"title": t, "anchor": _anchor(t, used), "html": Markup(body)} for t, body in sections],
-        version=_shipyard_version(),
-        generated=_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    page = _render_page(
+        title=title, task=task, model_type=model_type, run_name=run_dir.name, cards=cards, sections=sections
     )
     path = atomic_write_text(run_dir / "report.html", page)
     log.info("wrote report %s (%d sections)", path, len(sections))

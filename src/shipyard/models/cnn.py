@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from shipyard.config.models import CNNParams
-from shipyard.models.registry import InputSpec, register
+from shipyard.models.registry import register
+from shipyard.spec import InputSpec
 
 
 class CNN(nn.Module):

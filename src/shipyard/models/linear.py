@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from shipyard.config.models import LinearParams
-from shipyard.models.registry import InputSpec, register
+from shipyard.models.registry import register
+from shipyard.spec import InputSpec
 
 
 class LinearModel(nn.Module):

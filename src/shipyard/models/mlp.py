@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from shipyard.config.models import MLPParams
-from shipyard.models.registry import InputSpec, register
+from shipyard.models.registry import register
+from shipyard.spec import InputSpec
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU}
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -30,21 +29,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from shipyard.config.errors import validate_section
 from shipyard.config.models import TransformerParams
 from shipyard.errors import ShipyardError
 from shipyard.models.fused import can_fuse
-from shipyard.models.registry import InputSpec, register
+from shipyard.models.registry import register
+from shipyard.pretrained import TOKENIZER_DIR, load_tokenizer, offline, resolve_model_dir
+from shipyard.spec import InputSpec
 
 log = logging.getLogger(__name__)
 
 ENCODER_DIR = "encoder"
-TOKENIZER_DIR = "tokenizer"
-
-
-def _offline() -> None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 def _quiet_transformers() -> tuple[int, bool]:
@@ -68,7 +62,7 @@ def _restore_transformers(state: tuple[int, bool]) -> None:
 
 def load_encoder(params: TransformerParams) -> tuple[nn.Module, Path | None]:
     """The encoder module and the folder it came from (None when built from an artifact's config)."""
-    _offline()
+    offline()
     from transformers import AutoConfig, AutoModel
 
     quiet = _quiet_transformers()
@@ -87,8 +81,6 @@ def load_encoder(params: TransformerParams) -> tuple[nn.Module, Path | None]:
             except ValueError:  # no SDPA for this architecture
                 encoder = AutoModel.from_config(config)
             return encoder, None
-        from shipyard.data.text import resolve_model_dir
-
         source = resolve_model_dir(params.pretrained)
         kwargs: dict[str, Any] = {"local_files_only": True, "attn_implementation": "sdpa"}
         try:
@@ -233,8 +225,6 @@ class TransformerClassifier(nn.Module):
         ``tokenizer`` may be a tokenizer or a `TextEncoder`; by default the tokenizer of the source folder (or of
         the artifact this model was rebuilt from) is copied. A source folder without a tokenizer is only logged:
         the preprocessor's `TextEncoder` saves the same ``tokenizer/`` folder."""
-        from shipyard.data.text import load_tokenizer
-
         folder = Path(folder)
         (folder / ENCODER_DIR).mkdir(parents=True, exist_ok=True)
         self.encoder.config.save_pretrained(str(folder / ENCODER_DIR))
@@ -257,25 +247,6 @@ class TransformerClassifier(nn.Module):
                 log.warning("no tokenizer copied into the model folder: %s", exc)
         if tok is not None:
             tok.save_pretrained(str(target))
-
-
-def make_text_encoder(params: dict[str, Any] | TransformerParams, text_cfg: Any = None) -> Any:
-    """The `TextEncoder` that matches a transformer job: the model's own tokenizer with ``data.text`` options.
-
-    Text cleaning is left to the preprocessor (it applies ``data.cleaning.text`` at training and serving time)."""
-    from shipyard.data.text import TextEncoder, resolve_model_dir
-
-    p = validate_section(TransformerParams, params, where="model")
-    if p.artifact_dir:
-        art = Path(p.artifact_dir)
-        folder = art / TOKENIZER_DIR if (art / TOKENIZER_DIR).is_dir() else art / "text_encoder" / TOKENIZER_DIR
-    else:
-        folder = resolve_model_dir(p.pretrained)
-    return TextEncoder(
-        folder,
-        max_length=int(getattr(text_cfg, "max_length", 128)),
-        truncation=bool(getattr(text_cfg, "truncation", True)),
-    )
 
 
 @register("transformer", TransformerParams, input_kinds=("text",))

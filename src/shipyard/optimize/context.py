@@ -1,10 +1,19 @@
-"""What every optimisation method needs from a finished run, loaded once.
+"""What every optimisation method needs from a finished run, loaded once, from the run folder only.
 
-The run's own artifact (``run_dir/model``) is the teacher / original: its torch module, its preprocessor and its
-metadata. The splits are the run's stored ``splits/*.parquet`` (tabular and text runs) passed through the run's own
-preprocessor, or rebuilt from its ``config.yaml`` through the normal data layer (image runs, which store none:
-relative paths resolve against the job file's folder recorded in ``run.json``), or taken from the caller (the
-pipeline that has just prepared them), so every method sees exactly the rows the run was trained and tested on.
+The run's own artifact (``run_dir/model``) is the teacher / original: its torch module, its fitted preprocessor
+and its metadata (``model/shipyard.json``: task, model family and parameters, input spec, labels, target scale).
+The rows are the run's stored ``splits/*.parquet`` (tabular and text runs) passed through that preprocessor, or
+taken from the caller (the pipeline that has just prepared them), so every method sees exactly the rows the run
+was trained and tested on; no data source is read and no preprocessor is refitted.
+
+Image runs store no splits (their rows are pixel arrays; the pipeline keeps the run folder small), and nothing
+else in the run folder holds their rows. What the folder does hold is how the rows were drawn: the data section
+of ``config.yaml`` (source, split fractions and seed) and the job file's folder in ``run.json``. So an image run's
+source is read again through the data layer with that section, relative paths resolving against that folder,
+and the rows go through the run's own preprocessor, not a refitted one (its pixel mean / std are the model's).
+
+``config.yaml`` is otherwise read only for the run's training recipe (optimiser, batch size, seed, augmentation),
+and only by the methods that train (a pruning fine-tune, distillation).
 """
 
 from __future__ import annotations
@@ -12,7 +21,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +29,20 @@ import numpy as np
 import pandas as pd
 from torch import nn
 
+from shipyard.artifact import META, Artifact
+from shipyard.config.schema import Job
+from shipyard.data.prepare import PreparedData, SplitArrays, prepare_data
+from shipyard.data.splits import SPLIT_NAMES
 from shipyard.errors import ShipyardError
-from shipyard.io import RUN_INFO
-from shipyard.models.registry import InputSpec
+from shipyard.evaluation.metrics import compute_metrics
+from shipyard.io import recorded_base_dir
+from shipyard.models.registry import get_family
+from shipyard.spec import InputSpec
+from shipyard.training.engine import Engine
 
 log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.yaml"
 
 
 @dataclass
@@ -33,11 +51,18 @@ class RunContext:
 
     run_dir: Path
     model_dir: Path
-    artifact: Any  # shipyard.artifact.Artifact (torch backend)
-    job: Any  # shipyard.config.schema.Job
-    prepared: Any  # shipyard.data.prepare.PreparedData
+    artifact: Artifact  # torch backend
+    prepared: PreparedData
     spec: InputSpec
     target_scale: tuple[float, float] | None
+    _job: Job | None = field(default=None, repr=False)
+
+    @property
+    def job(self) -> Job:
+        """The job the run trained with (its ``config.yaml``), read when a method first needs its recipe."""
+        if self._job is None:
+            self._job = read_job(self.run_dir, why="its training recipe")
+        return self._job
 
     @property
     def task(self) -> str:
@@ -62,10 +87,10 @@ class RunContext:
     def input_names(self) -> list[str]:
         return ["input_ids", "attention_mask"] if self.spec.kind == "text" else ["x"]
 
-    def split(self, name: str) -> Any:
+    def split(self, name: str) -> SplitArrays:
         return self.prepared.splits[name]
 
-    def eval_split(self) -> Any:
+    def eval_split(self) -> SplitArrays:
         """The split that metrics are measured on: test, or validation when the run kept no test rows."""
         for name in ("test", "validation", "train"):
             split = self.prepared.splits.get(name)
@@ -79,10 +104,12 @@ class RunContext:
 
 
 def load_run(
-    run_dir: Path, *, base_dir: Path | None = None, prepared: Any = None, allow_incomplete: bool = False
+    run_dir: Path, *, base_dir: Path | None = None, prepared: PreparedData | None = None, allow_incomplete: bool = False
 ) -> RunContext:
-    from shipyard.artifact import META, Artifact
+    """The run in ``run_dir``: its model, and its rows (``prepared`` when the caller already holds them).
 
+    ``base_dir`` resolves an image run's relative data paths (default: the job file's folder recorded at training).
+    """
     run_dir = Path(run_dir)
     model_dir = run_dir / "model"
     if not (model_dir / META).is_file():
@@ -94,69 +121,50 @@ def load_run(
     artifact = Artifact.load(model_dir, allow_incomplete=allow_incomplete)
     if artifact.backend != "torch" or artifact.model is None:
         raise ShipyardError("the run's model is not a torch model; nothing to optimise", where=str(model_dir))
-    from shipyard.config.schema import Job
-
-    config = run_dir / "config.yaml"
-    if not config.is_file():
-        raise ShipyardError("the run folder has no config.yaml to rebuild its data from", where=str(run_dir))
-    job = Job.from_yaml(config)
+    job = None
     if prepared is None:
         # the rows the run stored (tabular and text): no data source is read again, so neither the working
         # directory nor a moved source file matters
         prepared = _prepared_from_splits(run_dir, artifact)
-    if prepared is None:  # image runs keep no splits: rebuild them from the sources, relative to the job's folder
-        from shipyard.data.prepare import prepare_data
-
-        # text runs tokenise with the run's own saved encoder, so the rows match what the model was trained on
-        encoder = getattr(artifact.preprocessor, "text_encoder", None)
-        prepared = prepare_data(
-            job,
-            base_dir=Path(base_dir) if base_dir else recorded_base_dir(run_dir),
-            **({"text_encoder": encoder} if encoder else {}),
-        )
-    spec = InputSpec.from_meta(artifact.meta)
+    if prepared is None:  # image runs keep no splits: draw the same rows from the sources again
+        job = read_job(run_dir, why="the data section its rows are drawn from (it stored no splits)")
+        prepared = _prepared_from_sources(run_dir, artifact, job, Path(base_dir) if base_dir else None)
     scale = artifact.meta.get("target_scale")
     return RunContext(
         run_dir=run_dir,
         model_dir=model_dir,
         artifact=artifact,
-        job=job,
         prepared=prepared,
-        spec=spec,
+        spec=InputSpec.from_meta(artifact.meta),
         target_scale=(float(scale[0]), float(scale[1])) if scale else None,
+        _job=job,
     )
 
 
-def recorded_base_dir(run_dir: Path) -> Path:
-    """The folder the run's relative data paths are relative to, as training recorded it (else the cwd)."""
-    info = Path(run_dir) / RUN_INFO
+def read_job(run_dir: Path, *, why: str) -> Job:
+    """The run's ``config.yaml`` (the job as it trained), validated; ``why`` says what it is read for."""
+    config = Path(run_dir) / CONFIG_FILE
+    if not config.is_file():
+        raise ShipyardError(f"the run folder has no {CONFIG_FILE}, which holds {why}", where=str(run_dir))
+    return Job.from_yaml(config)
+
+
+def _read_summary(run_dir: Path) -> dict[str, Any]:
     try:
-        return Path(json.loads(info.read_text(encoding="utf-8"))["base_dir"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return Path.cwd()
+        return json.loads((run_dir / "data_summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
 
 
-def _prepared_from_splits(run_dir: Path, artifact: Any) -> Any:
-    """The run's stored ``splits/*.parquet`` through its own fitted preprocessor, or None if it stored none."""
-    from shipyard.data.prepare import PreparedData, SplitArrays
-    from shipyard.data.splits import SPLIT_NAMES
-
-    folder = run_dir / "splits"
-    if not (folder / "train.parquet").is_file():
-        return None
+def _prepared_from_frames(frames: dict[str, pd.DataFrame], artifact: Artifact, summary: dict[str, Any]) -> PreparedData:
+    """The rows of each split through the run's own fitted preprocessor (a split with no rows stays empty)."""
     pre = artifact.preprocessor
     target = artifact.meta.get("target") or pre.target
-    frames = {n: pd.read_parquet(folder / f"{n}.parquet") for n in SPLIT_NAMES if (folder / f"{n}.parquet").is_file()}
-    empty = frames["train"].iloc[:0]  # a split the run kept no rows of was not stored
+    empty = frames["train"].iloc[:0]
     splits = {}
     for name in SPLIT_NAMES:
         frame = frames.get(name, empty)
         splits[name] = SplitArrays(inputs=pre.transform(frame), target=pre.encode_target(frame[target]), frame=frame)
-    try:
-        summary = json.loads((run_dir / "data_summary.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        summary = {}
-    log.info("optimising on the run's stored splits: %s", {k: len(v) for k, v in splits.items()})
     return PreparedData(
         splits=splits,
         preprocessor=pre,
@@ -165,6 +173,36 @@ def _prepared_from_splits(run_dir: Path, artifact: Any) -> Any:
         labels=artifact.labels,
         column_types=dict(pre.column_types),
     )
+
+
+def _prepared_from_splits(run_dir: Path, artifact: Artifact) -> PreparedData | None:
+    """The run's stored ``splits/*.parquet`` through its own fitted preprocessor, or None if it stored none."""
+    folder = run_dir / "splits"
+    if not (folder / "train.parquet").is_file():
+        return None
+    # a split the run kept no rows of was not stored
+    frames = {n: pd.read_parquet(folder / f"{n}.parquet") for n in SPLIT_NAMES if (folder / f"{n}.parquet").is_file()}
+    prepared = _prepared_from_frames(frames, artifact, _read_summary(run_dir))
+    log.info("optimising on the run's stored splits: %s", {k: len(v) for k, v in prepared.splits.items()})
+    return prepared
+
+
+def _prepared_from_sources(run_dir: Path, artifact: Artifact, job: Job, base_dir: Path | None) -> PreparedData:
+    """An image run's rows: its sources read and split again exactly as training did (same section, same seed)."""
+    # text runs tokenise with the run's own saved encoder, so the rows match what the model was trained on
+    encoder = getattr(artifact.preprocessor, "text_encoder", None)
+    redrawn = prepare_data(
+        job,
+        base_dir=base_dir or recorded_base_dir(run_dir),
+        input_kinds=get_family(str(artifact.meta["model"]["type"])).input_kinds,
+        **({"text_encoder": encoder} if encoder else {}),
+    )
+    frames = {name: split.frame for name, split in redrawn.splits.items() if split.frame is not None}
+    prepared = _prepared_from_frames(frames, artifact, redrawn.summary)
+    log.info(
+        "optimising on the run's rows drawn again from its sources: %s", {k: len(v) for k, v in prepared.splits.items()}
+    )
+    return prepared
 
 
 def subsample(inputs: dict[str, np.ndarray], n: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -184,14 +222,13 @@ def make_engine(
     loss_fn: Any = None,
     augment: bool = True,
     early_stopping: bool = False,
-) -> Any:
+) -> Engine:
     """The run's own training engine, reconfigured for a short fine-tune or a student's training.
 
     Same optimiser, batch size, precision and seed as the run, so a change in quality comes from the method, not
-    from a different training recipe. Progress bars stay off: this runs inside a larger command.
+    from a different training recipe. Progress bars stay off: this runs inside a larger command. ``ctx`` is a
+    `RunContext` (anything with its ``job``, ``task``, ``labels`` and ``target_scale``).
     """
-    from shipyard.training.engine import Engine
-
     train_cfg = ctx.job.training
     schedule = train_cfg.schedule.with_changes("training.schedule", warmup_steps=0, warmup_ratio=0.0)
     update: dict[str, Any] = {
@@ -213,9 +250,10 @@ def make_engine(
         target_scale=ctx.target_scale,
         loss_fn=loss_fn,
         show_progress=False,
+        metrics_fn=compute_metrics,  # early stopping may judge on any metric the run's training could
     )
 
 
-def validation_or_none(ctx: RunContext) -> Any:
+def validation_or_none(ctx: RunContext) -> SplitArrays | None:
     val = ctx.prepared.splits.get("validation")
     return val if val is not None and len(val.target) else None

@@ -17,8 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import torch
+from onnx import numpy_helper
 from torch import nn
+
+from shipyard.evaluation.metrics import compute_metrics
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +58,7 @@ def torch_runner(model: nn.Module) -> Runner:
 
 
 def ort_session(path: Path, threads: int) -> Any:
-    import onnxruntime as ort
+    import onnxruntime as ort  # heavy (a second or so, and its thread pools): loaded once an ONNX model runs
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -154,9 +158,6 @@ def count_nonzero(model: nn.Module) -> int:
 
 def onnx_parameters(path: Path) -> int:
     """Elements of the float / integer weight initialisers (quantisation scales and zero points excluded)."""
-    import onnx
-    from onnx import numpy_helper
-
     model = onnx.load(str(path), load_external_data=False)
     total = 0
     for init in model.graph.initializer:
@@ -176,8 +177,6 @@ def primary_metric(task: str) -> tuple[str, bool]:
 
 
 def quality(task: str, target: np.ndarray, outputs: np.ndarray, labels: list[str] | None) -> dict[str, Any]:
-    from shipyard.evaluation.metrics import compute_metrics
-
     metrics = compute_metrics(task, target, outputs if task == "classification" else outputs.reshape(-1), labels)
     name, _ = primary_metric(task)
     return {"metric": name, "value": _num(metrics.get(name))}

@@ -188,6 +188,7 @@ def _eager_attention(model: nn.Module) -> Iterator[None]:
 
 
 def _export_fused(model: nn.Module, sample: dict[str, torch.Tensor], names: list[str], path: Path, config: Any) -> None:
+    # onnxruntime's transformer graph optimiser is heavy and only the `fused` exporter needs it
     from onnxruntime.transformers.optimizer import optimize_model
 
     raw = path.with_suffix(".unfused.onnx")

@@ -12,11 +12,14 @@ those are rewritten to ``MatMul`` + ``Add`` first (same arithmetic).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
+from onnx import helper, numpy_helper
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +28,6 @@ def gemm_to_matmul(src: Path, dst: Path) -> int:
     """Rewrite each plain ``Gemm`` (alpha = beta = 1, no transA, constant B) as ``MatMul`` + ``Add``.
 
     Returns how many nodes were rewritten."""
-    import onnx
-    from onnx import helper, numpy_helper
-
     model = onnx.load(str(src))
     graph = model.graph
     inits = {i.name: i for i in graph.initializer}
@@ -69,8 +69,7 @@ def gemm_to_matmul(src: Path, dst: Path) -> int:
 
 def _preprocess(src: Path, dst: Path) -> Path:
     """Shape inference + graph optimisation before quantising; falls back to the raw graph when it fails."""
-    import contextlib
-
+    # onnxruntime's quantisation tooling is heavy (it pulls in sympy): loaded only when a model is quantised
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     # symbolic shape inference drops a scratch file (sym_shape_infer_temp.onnx) into the working directory
@@ -92,7 +91,7 @@ def _preprocess_here(src: Path, dst: Path, quant_pre_process: Any) -> Path:
 
 
 def quantize_dynamic_int8(fp32: Path, out: Path, work: Path) -> dict[str, Any]:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization import QuantType, quantize_dynamic  # heavy: see _preprocess
 
     plain = work / "gemm_free.onnx"
     rewritten = gemm_to_matmul(fp32, plain)
@@ -133,7 +132,7 @@ class _Calibration:
 
 
 def quantize_static_int8(fp32: Path, out: Path, work: Path, calibration: dict[str, np.ndarray]) -> dict[str, Any]:
-    from onnxruntime.quantization import (
+    from onnxruntime.quantization import (  # heavy: see _preprocess
         CalibrationDataReader,
         CalibrationMethod,
         QuantFormat,

@@ -53,8 +53,8 @@ class MicroBatcher:
         self,
         fn: BatchFn,
         *,
-        max_batch_size: int = 64,
-        max_wait_ms: float = 5.0,
+        max_batch_size: int,  # no defaults here: the server's come from ServeSettings
+        max_wait_ms: float,
         executor: Executor | None = None,
         on_batch: Callable[[int, int, float], None] | None = None,
         name: str = "model",

@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from shipyard.data.rows import write_table
 from shipyard.errors import ShipyardError
 
 log = logging.getLogger(__name__)
@@ -104,9 +105,7 @@ def _request(client: Any, method: str, url: str, **kwargs: Any) -> Any:
 
 def predict_remote(url: str, model: str, input_file: Path, output_file: Path | None, api_key: str | None) -> int:
     """Predict every row of ``input_file`` with ``model`` on the server at ``url``; returns the row count."""
-    import httpx
-
-    from shipyard.inference import write_table
+    import httpx  # only `predict --url` needs the HTTP client
 
     input_file = Path(input_file)
     base = url.rstrip("/")

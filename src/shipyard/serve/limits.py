@@ -10,7 +10,8 @@
   and style from the jsDelivr CDN, and ``Referrer-Policy: no-referrer``.
 - **Public endpoints.** ``/healthz`` and ``/readyz`` never need a key (load balancers probe them). ``docs``
   (``/docs``, ``/redoc``, ``/openapi.json``) and ``metrics`` (``/metrics``) are public unless the server is
-  told otherwise (``shipyard serve --public-endpoints none``); when not public they need a key of any scope.
+  told otherwise (``ServeSettings.public_endpoints``, ``shipyard serve --public-endpoints none``); when not
+  public they need a key of any scope.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import os
+from typing import ClassVar
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -26,7 +27,6 @@ PUBLIC_ENDPOINT_PATHS: dict[str, frozenset[str]] = {
     "docs": frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}),
     "metrics": frozenset({"/metrics"}),
 }
-DEFAULT_PUBLIC_ENDPOINTS: tuple[str, ...] = ("docs", "metrics")
 
 _API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 _DOCS_CSP = (
@@ -35,24 +35,6 @@ _DOCS_CSP = (
     "connect-src 'self'; worker-src blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
 _DOCS_PAGES = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
-
-
-def parse_public_endpoints(value: str | list[str] | tuple[str, ...] | None) -> frozenset[str]:
-    """``"docs,metrics"``, ``"none"`` or a list -> the set of endpoint groups that need no key."""
-    from shipyard.errors import ShipyardError
-
-    if value is None:
-        return frozenset(DEFAULT_PUBLIC_ENDPOINTS)
-    items = value.split(",") if isinstance(value, str) else list(value)
-    names = {v.strip().lower() for v in items if v.strip()} - {"none"}
-    unknown = names - PUBLIC_ENDPOINT_PATHS.keys()
-    if unknown:
-        raise ShipyardError(
-            f"unknown public endpoint group(s): {', '.join(sorted(unknown))}",
-            where="public_endpoints",
-            hint=f"use a comma-separated subset of {', '.join(PUBLIC_ENDPOINT_PATHS)}, or 'none'",
-        )
-    return frozenset(names)
 
 
 def private_paths(public: frozenset[str]) -> frozenset[str]:
@@ -97,18 +79,14 @@ class BodyDigest:
         return self._mac.hexdigest()[:32]
 
 
-HEAD_TIMEOUT_ENV = "SHIPYARD_SERVE_HEAD_TIMEOUT_S"  # an environment variable, so every worker process sees it
-
-
-def head_timeout_s() -> float:
-    try:
-        return max(0.1, float(os.environ.get(HEAD_TIMEOUT_ENV, "10")))
-    except ValueError:
-        return 10.0
-
-
 class HeadTimeoutH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol plus a deadline for receiving each request head (see the module docstring)."""
+    """uvicorn's h11 protocol plus a deadline for receiving each request head (see the module docstring).
+
+    uvicorn builds the protocol itself (one per connection, in every worker), so the deadline is a class
+    setting: :func:`use_head_timeout` sets it from ``ServeSettings.client_timeout_s`` in each server process.
+    """
+
+    head_timeout_s: ClassVar[float] = 10.0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -118,7 +96,7 @@ class HeadTimeoutH11Protocol(H11Protocol):
     def _arm_head_timer(self) -> None:
         if getattr(self, "_head_timer", None) is not None:
             self._head_timer.cancel()  # type: ignore[union-attr]
-        self._head_timer = self.loop.call_later(head_timeout_s(), self._head_timed_out)
+        self._head_timer = self.loop.call_later(self.head_timeout_s, self._head_timed_out)
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
@@ -136,3 +114,8 @@ class HeadTimeoutH11Protocol(H11Protocol):
             self._head_timer.cancel()  # type: ignore[union-attr]
             self._head_timer = None
         super().connection_lost(exc)
+
+
+def use_head_timeout(seconds: float) -> None:
+    """Set the request-head deadline of every connection this process serves from now on."""
+    HeadTimeoutH11Protocol.head_timeout_s = max(0.1, float(seconds))

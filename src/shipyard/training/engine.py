@@ -22,12 +22,14 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 from torch import nn
 
+import shipyard.training.batching as batching  # the module, not the package (whose __init__ imports this one)
 from shipyard.config.schema import AugmentationConfig, TrainingConfig
 from shipyard.errors import ShipyardError
 from shipyard.io import atomic_save_safetensors
-from shipyard.training import batching
+from shipyard.training.basic_metrics import MetricsFn, basic_metrics
 from shipyard.training.callbacks import Callback, FitContext, TrainState, builtin_callbacks
 from shipyard.training.checkpoint import capture_rng, load_latest, rank_rng, restore_rng, save_checkpoint
 from shipyard.training.distributed import DistContext
@@ -108,6 +110,7 @@ class Engine:
         show_progress: bool = True,
         privacy: Any = None,
         callbacks: Sequence[Callback] = (),
+        metrics_fn: MetricsFn | None = None,
     ) -> None:
         self.cfg = cfg
         self.task = task
@@ -121,6 +124,7 @@ class Engine:
         self.show_progress = show_progress and self.ctx.is_main
         self.privacy = privacy  # a training.privacy.DPConfig: DP-SGD (Opacus) instead of plain SGD
         self.extra_callbacks = list(callbacks)  # after the configured ones (training/callbacks.py)
+        self.metrics_fn: MetricsFn = metrics_fn or basic_metrics
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
 
@@ -135,9 +139,7 @@ class Engine:
         return F.mse_loss(outputs.float().reshape(-1) / scale, target.float().reshape(-1) / scale)
 
     def metrics(self, target: np.ndarray, outputs: np.ndarray) -> dict[str, Any]:
-        from shipyard.evaluation.metrics import compute_metrics
-
-        return compute_metrics(self.task, target, outputs, self.labels)
+        return self.metrics_fn(self.task, target, outputs, self.labels)
 
     # ------------------------------------------------------------------ fit
     def fit(
@@ -364,8 +366,6 @@ class Engine:
         state, es = run.state, self.cfg.early_stopping
         best_file = run.run_dir / "checkpoints" / "best.safetensors"
         if es is not None and es.restore_best and best_file.is_file():
-            from safetensors.torch import load_file
-
             run.model.load_state_dict(load_file(str(best_file), device=str(self.device)))
             run.restored_best = True
             log.info("restored the best weights (epoch %d, %s=%.4f)", state.best_epoch + 1, es.metric, state.best)

@@ -1,0 +1,150 @@
+"""The run folder is the only hand-off (issue #13): after training, `optimize`, `evaluate`, `predict` and `explain`
+work from another working directory with the data source gone.
+
+Every example job is trained on a small slice of its real data (written to a temporary data folder that
+SHIPYARD_DATA_DIR points at), for one epoch; the data folder is then moved away and the later commands run from a
+different folder. Image examples train on scikit-learn's digits (the MNIST jobs with their source swapped).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from shipyard.cli import app
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+runner = CliRunner()
+TEXT_EXAMPLES = {"banking77", "chnsenticorp", "financial_phrasebank", "sst2"}
+IMAGE_EXAMPLES = {"digits_cnn", "mnist_cnn", "mnist_mlp"}
+
+
+def _every_nth_line(src: Path, dst: Path, rows: int, header: bool) -> None:
+    """A slice of a line-per-row file, byte for byte (its encoding, delimiter and quirks kept)."""
+    lines = src.read_bytes().splitlines(keepends=True)
+    head, body = (lines[:1], lines[1:]) if header else ([], lines)
+    step = max(1, len(body) // rows)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_bytes(b"".join(head + body[::step][:rows]))
+
+
+def _per_class(src: Path, dst: Path, target: str, classes: int, per_class: int) -> None:
+    """A CSV slice with ``per_class`` rows of each of the first ``classes`` labels (the file is sorted by label)."""
+    frame = pd.read_csv(src, dtype=str, keep_default_na=False)
+    kept = sorted(frame[target].unique())[:classes]
+    frame = frame[frame[target].isin(kept)].groupby(target, group_keys=False).head(per_class)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(dst, index=False)
+
+
+def _slice_data(name: str, shared: Path, data: Path) -> None:
+    if name in ("adult_income", "adult_fairness"):
+        for file in ("adult.data", "adult.test"):
+            _every_nth_line(shared / "adult" / file, data / "adult" / file, 400, header=True)
+    elif name == "california_housing":
+        _every_nth_line(shared / name / "cal_housing.data", data / name / "cal_housing.data", 300, header=False)
+    elif name == "banking77":
+        for file in ("train.csv", "test.csv"):
+            _per_class(shared / name / file, data / name / file, "category", 4, 12)
+    elif name == "chnsenticorp":
+        src = shared / name / "ChnSentiCorp_htl_all.csv"
+        _per_class(src, data / name / src.name, "label", 2, 40)
+    elif name == "financial_phrasebank":
+        file = "Sentences_50Agree.txt"
+        _every_nth_line(shared / name / file, data / name / file, 80, header=False)
+    elif name == "sst2":
+        for file in ("train.tsv", "dev.tsv", "test.tsv"):
+            _every_nth_line(shared / name / file, data / name / file, 60, header=True)
+
+
+def _quick_job(path: Path, job_dir: Path) -> Path:
+    """The example, one short epoch; its data files stay where SHIPYARD_DATA_DIR (or the job's folder) says."""
+    raw: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
+    training = raw.setdefault("training", {})
+    training.update(epochs=1, max_steps=4)
+    training.pop("early_stopping", None)
+    if path.stem in IMAGE_EXAMPLES:
+        raw["data"]["source"] = {"format": "sklearn_digits", "limit": 400}
+        raw["data"].pop("test_source", None)
+        raw["data"]["split"] = {"method": "stratified", "validation": 0.1, "test": 0.2}
+        raw["data"].pop("augmentation", None)
+    if path.stem in TEXT_EXAMPLES:
+        raw["data"]["text"] = {**raw["data"].get("text", {}), "max_length": 32}
+    if path.stem == "linear_regression":
+        shutil.copy(EXAMPLES / "line.csv", job_dir / "line.csv")
+    job = job_dir / path.name
+    job.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    return job
+
+
+def _rows_file(run: Path, folder: Path) -> Path:
+    """A few labelled rows the run kept (its stored split), as a CSV in the later command's folder."""
+    splits = run / "splits"
+    stored = next(
+        splits / f"{n}.parquet" for n in ("test", "validation", "train") if (splits / f"{n}.parquet").is_file()
+    )
+    rows = folder / "rows.csv"
+    header = json.loads((run / "model" / "shipyard.json").read_text())["read_options"]["header"]
+    pd.read_parquet(stored).head(5).to_csv(rows, index=False, header=header)  # like the training file
+    return rows
+
+
+def _stored_rows(run: Path) -> int:
+    splits = run / "splits"
+    name = next(n for n in ("test", "validation", "train") if (splits / f"{n}.parquet").is_file())
+    return len(pd.read_parquet(splits / f"{name}.parquet"))
+
+
+def _ok(args: list[str]) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, f"shipyard {' '.join(args)}:\n{result.output}"
+
+
+@pytest.mark.parametrize(
+    "example",
+    [
+        pytest.param(p, id=p.stem, marks=[pytest.mark.slow] if p.stem in TEXT_EXAMPLES else [])
+        for p in sorted(EXAMPLES.glob("*.yaml"))
+    ],
+)
+def test_later_commands_need_only_the_run_folder(
+    example: Path, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data, jobs, first, later = (tmp_path / n for n in ("data", "jobs", "first", "later"))
+    for folder in (jobs, first, later):
+        folder.mkdir()
+    _slice_data(example.stem, data_dir, data)
+    job = _quick_job(example, jobs)
+    monkeypatch.setenv("SHIPYARD_DATA_DIR", str(data))
+    monkeypatch.chdir(first)
+    _ok(["train", str(Path("..") / "jobs" / job.name), "--run-dir", "runs/r", "--quiet"])
+    run = first / "runs" / "r"
+
+    # the sources are gone: the data folder moved, the job's own files too, SHIPYARD_DATA_DIR points nowhere
+    if data.exists():
+        data.rename(tmp_path / "moved")
+    shutil.rmtree(jobs)
+    monkeypatch.setenv("SHIPYARD_DATA_DIR", str(tmp_path / "nowhere"))
+    monkeypatch.chdir(later)
+    run_arg = str(Path("..") / "first" / "runs" / "r")  # relative to the later command's folder
+
+    _ok(["optimize", run_arg, "--methods", "onnx", "--threads", "1"])
+    if (run / "splits" / "test.parquet").is_file() or example.stem in IMAGE_EXAMPLES:
+        _ok(["evaluate", run_arg])
+    else:  # a job that keeps no test rows (the four-point line): said so, never a read of the moved source
+        result = runner.invoke(app, ["evaluate", run_arg])
+        assert result.exit_code == 2 and "no test rows" in result.output, result.output
+    if example.stem in IMAGE_EXAMPLES:
+        return  # image rows cannot be written to a CSV / JSONL file: predict and explain take tabular or text rows
+    rows = _rows_file(run, later)
+    _ok(["evaluate", run_arg, "--data", rows.name])
+    _ok(["predict", run_arg, "--input", rows.name, "--output", "out.csv"])
+    assert len(pd.read_csv(later / "out.csv")) == min(5, _stored_rows(run))
+    _ok(["explain", run_arg, "--input", rows.name, "--n", "2"])
