@@ -39,9 +39,14 @@ ERASURE_NOTE = (
 
 def forget_run(run_dir: str | Path, where: str, *, actor: str = "shipyard-cli") -> dict[str, Any]:
     """Erase the rows matching ``where`` and regenerate the run's row-derived outputs; returns counts only."""
+    from shipyard.artifact_recommend import is_recommender
     from shipyard.data.forget import forget
 
     run_dir = Path(run_dir)
+    if is_recommender(run_dir / "model"):  # events: splits, served histories, event log (erasure_recommend.py)
+        from shipyard.erasure_recommend import forget_recommendation
+
+        return forget_recommendation(run_dir, where, actor=actor)
     result = forget(run_dir, where, actor=actor)
     erased = _erasure_info(run_dir)
     if result["rows_removed"] or erased:

@@ -15,6 +15,7 @@ What a recommendation run leaves in its folder (beside the usual config.yaml, ru
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from shipyard.data.interaction_splits import split_interactions
 from shipyard.data.interactions import IdIndex, Interactions, check_interactions, read_movielens
 from shipyard.errors import ShipyardError
 from shipyard.evaluation import ranking
-from shipyard.io import atomic_write_json, atomic_write_parquet
+from shipyard.io import INCOMPLETE, RUN_INFO, atomic_write_json, atomic_write_parquet, atomic_write_text
 from shipyard.models.recommend.baselines import Popularity
 from shipyard.models.recommend.factor import BPR, BiasedMF
 from shipyard.models.recommend.two_tower import TwoTower, last_histories, sequence_examples
@@ -252,3 +253,67 @@ def popularity_metrics(
     out = ranking.ranking_metrics(lists, [ti[tu == uu].tolist() for uu in users], cfg.evaluation.k)
     out["beyond_accuracy"] = ranking.beyond_accuracy(lists, seen, users)
     return out
+
+
+# ---------------------------------------------------------------------------------------------- the run
+def run_recommendation_job(
+    job: Any,
+    *,
+    base_dir: Path | None = None,
+    run_dir: Path | None = None,
+    resume: bool = False,
+    show_progress: bool = True,
+) -> Any:
+    """`shipyard.run` for ``task: recommendation``: the same run folder, store record, report and resume as every
+    other job; the data, model and metrics are this module's."""
+    from shipyard import pipeline as p  # the run-folder helpers (one direction: the pipeline never imports this)
+    from shipyard.evaluation.model_card import write_model_card
+    from shipyard.evaluation.ranking_report import ranking_sections
+    from shipyard.evaluation.report import write_report
+    from shipyard.training.engine import read_log
+
+    base_dir = Path(base_dir or Path.cwd())
+    if resume:
+        if run_dir is None or not (Path(run_dir) / "checkpoints").is_dir():
+            raise ShipyardError("nothing to resume: the folder has no checkpoints/", where=str(run_dir))
+        run_id, run_dir = Path(run_dir).name, Path(run_dir)
+        p._check_resume_config(job, run_dir)
+    else:
+        run_id, run_dir = p.resolve_run_dir(job, base_dir, run_dir)
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise ShipyardError("run folder already exists and is not empty", where=str(run_dir))
+    p._claim(run_dir, resume)
+    store = p._store_for(run_dir)
+    if not resume:
+        atomic_write_text(run_dir / "config.yaml", p.dump_config(job))
+        atomic_write_json(run_dir / RUN_INFO, {"run_id": run_id, "base_dir": str(base_dir.resolve())})
+    if resume and p._known(store, run_id):
+        store.reopen_run(run_id)
+    else:
+        store.start_run(
+            run_id, run_dir, name=job.name or run_id, task=job.task, model_type=job.recommend.model.type,
+            config=job.model_dump(mode="json"), config_hash=p.config_hash(job), seed=job.training.seed,
+        )  # fmt: skip
+    started = time.perf_counter()
+    try:
+        out = train_recommender(job.recommend, job.training, run_dir, base_dir=base_dir, resume=resume)
+        metrics = out["metrics"]
+        atomic_write_json(run_dir / "metrics.json", metrics)
+        config = job.model_dump(mode="json")
+        report = write_report(
+            run_dir, job_config=config, metrics=metrics, summary=out["summary"],
+            train_log=read_log(run_dir / "train_log.jsonl"), test_predictions=None,
+            extra_sections=ranking_sections(metrics, job.recommend.evaluation.k),
+        )  # fmt: skip
+        write_model_card(run_dir, job_config=config, metrics=metrics, summary=out["summary"], extra={})
+        (run_dir / INCOMPLETE).unlink()
+        store.finish_run(run_id, status="finished", metrics=metrics, duration_s=time.perf_counter() - started)
+    except BaseException as exc:
+        status = "killed" if isinstance(exc, KeyboardInterrupt) else "failed"
+        try:
+            store.finish_run(run_id, status=status, metrics={}, duration_s=time.perf_counter() - started,
+                             error=str(exc)[:500])  # fmt: skip
+        except ShipyardError:
+            log.warning("could not record the failed run in the store")
+        raise
+    return p.RunResult(run_id=run_id, run_dir=run_dir, metrics=metrics, report=report)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from shipyard.data.text import default_model_dir, load_tokenizer
+from shipyard.pretrained import default_model_dir, load_tokenizer
 
 log = logging.getLogger(__name__)
 
