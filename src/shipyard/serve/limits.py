@@ -35,6 +35,11 @@ _DOCS_CSP = (
     "connect-src 'self'; worker-src blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
 _DOCS_PAGES = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
+# web pages under /ui: their own scripts, styles and API calls, nothing inline and nothing from elsewhere
+_PAGE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
 
 
 def private_paths(public: frozenset[str]) -> frozenset[str]:
@@ -47,7 +52,7 @@ def private_paths(public: frozenset[str]) -> frozenset[str]:
 
 
 def security_headers(path: str) -> list[tuple[bytes, bytes]]:
-    csp = _DOCS_CSP if path in _DOCS_PAGES else _API_CSP
+    csp = _DOCS_CSP if path in _DOCS_PAGES else _PAGE_CSP if path.startswith("/ui/") else _API_CSP
     return [
         (b"x-content-type-options", b"nosniff"),
         (b"content-security-policy", csp.encode("ascii")),

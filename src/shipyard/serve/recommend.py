@@ -105,6 +105,7 @@ def recommender_router(name: str, path: str | Path) -> APIRouter:
     events = EventLog(folder.parent / EVENT_LOG)
     _replay(live, events.path)
     router = APIRouter(tags=[f"recommender {name}"])
+    router.live = live  # type: ignore[attr-defined]  # applications built on these routes add their own
 
     def answer(req: RecommendRequest) -> dict[str, Any]:
         if req.user_id is None and req.recent is None:

@@ -241,6 +241,11 @@ class LiveRecommender:
             self.popularity = self._popularity()
         return n
 
+    def user_ids(self, limit: int = 50) -> list[Any]:
+        """Some known users (the first ``limit`` with a history), for a shop front's user picker."""
+        with self._lock:
+            return [k for k, state in self.users.items() if state.events][: max(0, limit)]
+
     def history(self, user_id: Any) -> list[dict[str, Any]]:
         with self._lock:
             state = self.users.get(self._key(user_id))
