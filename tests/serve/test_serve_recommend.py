@@ -98,3 +98,13 @@ def test_forget_removes_user_everywhere(client: Any, run_dir: Path) -> None:
 
     with TestClient(create_app({"ml": run_dir}, auth=False)) as fresh:  # a restarted server: user 7 is unknown
         assert fresh.get("/v1/models/ml/recommend", params={"user_id": 7}).json()["fallback"] == "popularity"
+
+
+def test_serve_start_up_check_after_erasure(run_dir: Path) -> None:
+    from shipyard.errors import ShipyardError
+    from shipyard.serve.recommend import recommender_warning
+
+    forget_run(run_dir, "user_id == 8")
+    assert "needs retraining" in (recommender_warning("ml", run_dir, strict=False) or "")
+    with pytest.raises(ShipyardError, match="needs retraining"):
+        recommender_warning("ml", run_dir, strict=True)

@@ -175,5 +175,18 @@ def _replay(live: Any, path: Path) -> None:
             log.warning("%s line %d skipped: %s", path, n + 1, exc)
 
 
+def recommender_warning(name: str, path: str | Path, *, strict: bool) -> str | None:
+    """`shipyard serve`'s start-up check of a recommender: the erasure flag, as for predict models."""
+    folder = model_folder(path)
+    meta = json.loads((folder / "shipyard.json").read_text(encoding="utf-8"))
+    if not (meta.get("erasure") or {}).get("needs_retraining"):
+        return None
+    message = f"recommender {name!r} ({path}) needs retraining: events were erased after training"
+    if strict:
+        raise ShipyardError(message, where=str(path), hint="retrain it, or serve without --strict")
+    log.warning("%s", message)
+    return message
+
+
 def recommender_mounts(recommenders: dict[str, Any]) -> list[tuple[str, APIRouter]]:
     return [(f"/v1/models/{name}", recommender_router(name, path)) for name, path in recommenders.items()]
