@@ -113,7 +113,7 @@ def test_two_tower_recommends_cold_items_from_metadata(tmp_path: Path) -> None:
             users.append(user), items.append(item), ts.append(t)
     u, hist, target = sequence_examples(np.array(users), np.array(items), np.array(ts), history=5)
     model = TwoTower(feats, trainable=~cold, dim=8, hidden=32, history=5, temperature=0.2)
-    cfg = training_config(optimizer="adam", learning_rate=0.01, batch_size=64, epochs=15, log_every_steps=100)
+    cfg = training_config(optimizer="adam", learning_rate=0.02, batch_size=32, epochs=6, log_every_steps=100)
     fit_recommender(model, Split({"hist": hist, "uidx": u}, target), cfg, tmp_path, task="classification")
     assert float(model.item_id.weight.detach()[torch_tensor(cold)].abs().sum()) == 0.0  # cold items never trained
     vecs = model.item_vectors()
