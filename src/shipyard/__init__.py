@@ -26,6 +26,9 @@ def run(job: Job, *, run_dir: str | Path | None = None, resume: bool = False, sh
     start at the job file's folder (``job.base_dir``), or the working directory for a job built in Python."""
     from shipyard.pipeline import run_job  # the pipeline imports torch: only when something runs
 
+    if job.task == "recommendation":  # its own data, models and metrics, same run folder
+        from shipyard.pipeline_recommend import run_recommendation_job as run_job
+
     return run_job(
         job,
         base_dir=job.base_dir,

@@ -22,10 +22,12 @@ import numpy as np
 import pandas as pd
 
 from shipyard.artifact import Artifact
+from shipyard.artifact_recommend import is_recommender
 from shipyard.config.loader import load_job
 from shipyard.data.checks import summarize
 from shipyard.data.forget import forget
 from shipyard.data.prepare import PreparedData, SplitArrays
+from shipyard.erasure_recommend import forget_recommendation
 from shipyard.errors import ShipyardError
 from shipyard.evaluation.fairness import fairness_metrics
 from shipyard.evaluation.metrics import compute_metrics
@@ -52,6 +54,8 @@ ERASURE_NOTE = (
 def forget_run(run_dir: str | Path, where: str, *, actor: str = "shipyard-cli") -> dict[str, Any]:
     """Erase the rows matching ``where`` and regenerate the run's row-derived outputs; returns counts only."""
     run_dir = Path(run_dir)
+    if is_recommender(run_dir / "model"):  # events: splits, served histories, event log (erasure_recommend.py)
+        return forget_recommendation(run_dir, where, actor=actor)
     result = forget(run_dir, where, actor=actor)
     erased = _erasure_info(run_dir)
     if result["rows_removed"] or erased:

@@ -77,7 +77,8 @@ def new_run_id(job: Job) -> str:
     """``<time>-<name>-<config hash>-<random>``: the random part keeps two identical jobs started in the same
     second apart."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    name = (job.name or job.output.name or f"{job.model.type}-{job.task}").replace(" ", "_").replace("/", "_")
+    family = job.model.type if job.model is not None else job.recommend.model.type  # type: ignore[union-attr]
+    name = (job.name or job.output.name or f"{family}-{job.task}").replace(" ", "_").replace("/", "_")
     return f"{stamp}-{name}-{config_hash(job)[:6]}-{secrets.token_hex(3)}"
 
 

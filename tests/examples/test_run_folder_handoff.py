@@ -127,6 +127,8 @@ def _ok(args: list[str]) -> None:
     [
         pytest.param(p, id=p.stem, marks=[pytest.mark.slow] if p.stem in TEXT_EXAMPLES else [])
         for p in sorted(EXAMPLES.glob("*.yaml"))
+        # recommenders have no predict / evaluate; their run folder serves (tests/serve/test_serve_recommend.py)
+        if "task: recommendation" not in p.read_text(encoding="utf-8")
     ],
 )
 def test_later_commands_need_only_the_run_folder(

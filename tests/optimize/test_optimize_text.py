@@ -21,10 +21,10 @@ SENTENCES = ["a gorgeous , witty , seductive movie .", "the plot is nothing but 
 @pytest.fixture(scope="module")
 def text_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
     """A 2-layer BERT (random init, MiniLM's tokenizer) fine-tuned on 600 SST-2 sentences: small enough for CI."""
-    from tiny_bert import save_tiny_bert
     from transformers import AutoTokenizer
 
     from shipyard.data.text import resolve_model_dir
+    from tiny_bert import save_tiny_bert
 
     root = tmp_path_factory.mktemp("text-opt")
     tokenizer = AutoTokenizer.from_pretrained(str(resolve_model_dir("minilm")))

@@ -9,7 +9,6 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from tiny_bert import save_tiny_bert
 
 from shipyard.errors import ShipyardError
 from shipyard.models.registry import InputSpec, build_for_task
@@ -18,6 +17,7 @@ from shipyard.optimize.measure import ort_runner, ort_session, run_batched, torc
 from shipyard.optimize.onnx_export import export_onnx, parity
 from shipyard.optimize.prune import prune_transformer
 from shipyard.optimize.quantize import quantize_dynamic_int8
+from tiny_bert import save_tiny_bert
 
 SPEC = InputSpec(kind="text", n_outputs=2, task="classification")
 

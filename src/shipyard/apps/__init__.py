@@ -8,9 +8,10 @@ serve itself never imports an application: it is handed ``(prefix, router)`` pai
 from shipyard.apps._application import API_PREFIX, PAGES_PREFIX, AppContext, Application
 from shipyard.apps._registry import ENTRY_POINT_GROUP, AppRegistry
 
-BUILTIN_APPS: tuple[str, ...] = (
+BUILTIN_APPS: tuple[str, ...] = (  # "module:attribute" of each application shipped with shipyard
     "shipyard.apps.finmon:APP",
-)  # "module:attribute" of each application shipped with shipyard
+    "shipyard.apps.recommend:APP",
+)
 
 registry = AppRegistry(BUILTIN_APPS)
 register_app = registry.register

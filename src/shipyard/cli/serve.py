@@ -139,11 +139,14 @@ def serve_command(
         }
     )
     models = parse_model_args(paths or []) if paths or not settings.apps else {}  # --apps alone is fine
+    from shipyard.artifact_recommend import is_recommender
+    from shipyard.serve.recommend import model_folder, recommender_warning
     from shipyard.serve.retraining import retraining_warning  # reads model folders: only when serving
     from shipyard.serve.workers import serve, warn_if_no_live_key  # heavy (uvicorn, FastAPI): only when serving
 
     for name, path in models.items():
-        warning = retraining_warning(name, path, strict=strict)  # a wrong path fails here, before anything starts
+        check = recommender_warning if is_recommender(model_folder(path)) else retraining_warning
+        warning = check(name, path, strict=strict)  # a wrong path fails here, before anything starts
         if warning:
             err_console.print(f"[bold red]WARNING[/]: {warning}")
     warn_if_no_live_key(settings)

@@ -22,7 +22,8 @@ def print_metrics(result: Any) -> None:
     if not result.metrics:  # a torchrun rank other than 0: rank 0 prints the run's results
         return
     test = result.metrics.get("test", {})
-    keys = [k for k in ("accuracy", "f1_macro", "log_loss", "roc_auc", "r2", "rmse", "mae") if k in test]
+    keys = ("accuracy", "f1_macro", "log_loss", "roc_auc", "r2", "rmse", "mae", "hr@10", "ndcg@10", "recall@10")
+    keys = [k for k in keys if k in test]
     shown = ", ".join(f"{k}={test[k]:.4f}" for k in keys)
     console.print(f"test: {shown}")
     for warning in result.metrics.get("warnings", []):  # e.g. a classifier stuck at the majority class
@@ -51,6 +52,8 @@ def train(
         job, base = load_run_job(resume)
     else:
         raise ShipyardError("give a job config file (or --resume RUN_DIR)", where="CONFIG")
+    if job.task == "recommendation":  # its own data, models and metrics, same run folder (pipeline_recommend.py)
+        from shipyard.pipeline_recommend import run_recommendation_job as run_job
     if resume is not None:
         result = run_job(job, base_dir=base, run_dir=resume, resume=True, show_progress=not quiet)
     else:
@@ -69,7 +72,7 @@ def validate(config: Annotated[Path, typer.Argument(help="Job YAML file.")]) -> 
         raise typer.Exit(2) from None
     from shipyard.data.target import check_target_sample  # lazy: pulls pandas, too slow for `shipyard --help`
 
-    checked = check_target_sample(job, base_dir=config.resolve().parent)
+    checked = None if job.recommend else check_target_sample(job, base_dir=config.resolve().parent)
     console.print(f"{config}: valid" + (f" ({checked})" if checked else ""))
 
 

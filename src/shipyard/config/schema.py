@@ -19,6 +19,7 @@ from shipyard.config.models import ModelConfig
 from shipyard.config.optimize import OptimizeConfig
 from shipyard.config.pii import PIIConfig
 from shipyard.config.privacy import PrivacyConfig
+from shipyard.config.recommend import RecommendConfig
 from shipyard.config.yaml_file import read_yaml_file
 
 SourceFormat = Literal[
@@ -288,10 +289,12 @@ class Job(Strict):
 
     _base_dir: Path | None = PrivateAttr(default=None)
 
-    task: Literal["classification", "regression"]
+    task: Literal["classification", "regression", "recommendation"]
     name: str | None = None
-    data: DataConfig
-    model: ModelConfig
+    data: DataConfig | None = None  # required by classification / regression (see _sections_for_task)
+    model: ModelConfig | None = None
+    # task: recommendation reads its events, model and evaluation from here instead (shipyard.pipeline_recommend)
+    recommend: RecommendConfig | None = None
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
@@ -324,6 +327,23 @@ class Job(Strict):
     @classmethod
     def _lower(cls, v: Any) -> Any:
         return v.lower() if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _sections_for_task(self) -> Job:
+        if self.task == "recommendation":
+            if self.recommend is None:
+                raise ValueError("task recommendation needs a `recommend` section (recommend.data.path at least)")
+            if self.data is not None or self.model is not None:
+                raise ValueError("task recommendation takes its data and model from `recommend`, not `data`/`model`")
+            if self.optimize is not None or self.privacy is not None:
+                raise ValueError("optimize and privacy are not available for task recommendation yet")
+        else:
+            missing = [name for name in ("data", "model") if getattr(self, name) is None]
+            if missing:
+                raise ValueError(f"task {self.task} needs the section(s) {', '.join(missing)}")
+            if self.recommend is not None:
+                raise ValueError("the `recommend` section belongs to task: recommendation")
+        return self
 
     @model_validator(mode="after")
     def _smoothing_needs_classes(self) -> Job:

@@ -14,6 +14,7 @@ Routes (all under ``/v1`` need ``Authorization: Bearer <key>`` unless auth is of
 - ``POST /v1/models/{name}/feedback``       feedback on a logged prediction (serve/loop.py; docs/loop.md)
 - ``/ui``                                   the web dashboard (serve/ui/; cookie login with an API key)
 - ``/v1/apps/<app>/...``                    applications' routers (``extra_routers``), behind the same key check
+- ``/v1/models/{name}/recommend``, ``/events`` a recommender's routes (:mod:`.recommend`)
 - ``GET  /healthz``, ``GET /readyz``, ``GET /metrics`` (Prometheus), ``/openapi.json``, ``/docs``
   (``/metrics`` and the docs need a key unless listed in ``public_endpoints``; see :mod:`.limits`)
 
@@ -41,6 +42,7 @@ from shipyard.serve.errors import install_error_handlers
 from shipyard.serve.loop import ServeLoop, feedback_router, mount_dashboard
 from shipyard.serve.middleware import API_PREFIX, ServeMiddleware
 from shipyard.serve.models import NAME_RE, read_spec
+from shipyard.serve.recommend import recommender_mounts, split_recommenders
 from shipyard.serve.routers import probes, versions
 from shipyard.serve.routers.models import models_router
 from shipyard.serve.state import ModelSlot, ServeState
@@ -154,6 +156,9 @@ def create_app(
     """
     base = settings.model_dump() if settings is not None else {}
     settings = ServeSettings.parse({**base, **overrides}) if overrides or settings is None else settings
+    # recommenders (task: recommendation) answer /recommend and /events instead of /predict (serve/recommend.py)
+    models, recommenders = split_recommenders(dict(models))
+    extra_routers = [*extra_routers, *recommender_mounts(recommenders)]
     slots = _slots(models, apps=bool(extra_routers))
     key_store, audit = _key_store_and_audit(settings, key_store)
     state = ServeState(slots, settings, key_store, audit)

@@ -1,0 +1,192 @@
+"""Routes of a served recommender (a ``task: recommendation`` model folder), mounted at ``/v1/models/{name}``.
+
+- ``GET  /v1/models/{name}/recommend?user_id=42&k=10[&category=Drama][&mmr=0.7][&exclude_seen=true]``
+- ``POST /v1/models/{name}/recommend`` ``{"user_id": 42}`` or ``{"recent": [item ids]}`` (an anonymous session)
+- ``POST /v1/models/{name}/events`` ``{"user_id": 42, "item_id": 7, "rating": 5}``: recorded at once; the user's
+  next recommendations fold it in (no retraining). Appended to ``<run>/events.jsonl`` (0600), which
+  ``shipyard data forget`` erases from and retraining reads.
+- ``DELETE /v1/models/{name}/users/{user_id}`` (admin): forget the user's served history and vector now, and
+  remove their lines from the event log.
+- ``GET  /v1/models/{name}/items/{item_id}``: an item's metadata.
+
+Same API keys (predict scope, admin for erasure), error shape and access metrics as predict. An unknown user gets
+the popularity list with ``"fallback": "popularity"``; an unknown item is a 404 naming it. The state lives in
+the process: with several workers each keeps its own (events reach only the worker that received them), so a
+recommender is served with one worker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from shipyard.artifact_recommend import is_recommender, load_recommender
+from shipyard.errors import ShipyardError
+from shipyard.io import PRIVATE_MODE, atomic_write_text
+from shipyard.serve.dependencies import require_scope
+from shipyard.serve.errors import ApiError
+
+log = logging.getLogger(__name__)
+EVENT_LOG = "events.jsonl"
+
+
+class RecommendRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    user_id: int | str | None = None
+    recent: list[int | str] | None = Field(default=None, max_length=1000)
+    k: int = Field(default=10, ge=1, le=1000)
+    category: str | None = None
+    mmr: float | None = Field(default=None, ge=0, le=1)
+    exclude_seen: bool = True
+
+
+class EventRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    user_id: int | str
+    item_id: int | str
+    rating: float = 1.0
+    timestamp: int | None = None
+
+
+def model_folder(path: str | Path) -> Path:
+    path = Path(path)
+    return path / "model" if (path / "model" / "shipyard.json").is_file() else path
+
+
+def split_recommenders(models: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(predict models, recommenders) of the models to serve."""
+    recs = {n: p for n, p in models.items() if is_recommender(model_folder(p))}
+    return {n: p for n, p in models.items() if n not in recs}, recs
+
+
+class EventLog:
+    """``events.jsonl`` beside the model folder: one JSON line per event, 0600; erasure rewrites it atomically."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lock = threading.Lock()
+
+    def append(self, record: dict[str, Any]) -> None:
+        line = json.dumps(record, sort_keys=True) + "\n"
+        with self.lock:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_MODE)
+            try:
+                os.write(fd, line.encode("utf-8"))
+            finally:
+                os.close(fd)
+
+    def remove_users(self, keys: set[str]) -> int:
+        with self.lock:
+            if not self.path.is_file():
+                return 0
+            lines = self.path.read_text(encoding="utf-8").splitlines()
+            kept = [ln for ln in lines if ln.strip() and str(json.loads(ln).get("user_id")) not in keys]
+            atomic_write_text(self.path, "".join(ln + "\n" for ln in kept), private=True)
+            return len(lines) - len(kept)
+
+
+def _api_error(exc: ShipyardError, status: int = 404) -> ApiError:
+    kind = "unknown_item" if "unknown item" in exc.message else "bad_request"
+    return ApiError(status if kind == "unknown_item" else 422, kind, exc.render(), field=exc.where)
+
+
+def recommender_router(name: str, path: str | Path) -> APIRouter:
+    """The routes of one recommender; its folder is loaded now (a bad folder fails before the server starts)."""
+    folder = model_folder(path)
+    live, meta = load_recommender(folder)
+    events = EventLog(folder.parent / EVENT_LOG)
+    _replay(live, events.path)
+    router = APIRouter(tags=[f"recommender {name}"])
+    router.live = live  # type: ignore[attr-defined]  # applications built on these routes add their own
+
+    def answer(req: RecommendRequest) -> dict[str, Any]:
+        if req.user_id is None and req.recent is None:
+            raise ApiError(422, "validation_error", "give user_id or recent (item ids)", field="user_id")
+        try:
+            out = live.recommend(
+                user_id=req.user_id, recent=req.recent, k=req.k, exclude_seen=req.exclude_seen,
+                category=req.category, mmr=req.mmr,
+            )  # fmt: skip
+        except ShipyardError as exc:
+            raise _api_error(exc) from None
+        return {"model": name, "version": meta.get("created"), **out}
+
+    @router.get("/recommend")
+    def recommend_get(
+        user_id: str = Query(..., max_length=200),
+        k: int = Query(10, ge=1, le=1000),
+        category: str | None = Query(None, max_length=200),
+        mmr: float | None = Query(None, ge=0, le=1),
+        exclude_seen: bool = True,
+    ) -> dict[str, Any]:
+        return answer(RecommendRequest(user_id=user_id, k=k, category=category, mmr=mmr, exclude_seen=exclude_seen))
+
+    @router.post("/recommend")
+    def recommend_post(req: RecommendRequest) -> dict[str, Any]:
+        return answer(req)
+
+    @router.post("/events")
+    def record(req: EventRequest) -> dict[str, Any]:
+        try:
+            out = live.record_event(req.user_id, req.item_id, req.rating, req.timestamp)
+        except ShipyardError as exc:
+            raise _api_error(exc) from None
+        if out["recorded"]:
+            ts = req.timestamp if req.timestamp is not None else int(time.time())
+            events.append({"user_id": req.user_id, "item_id": out["item_id"], "rating": req.rating, "timestamp": ts})
+        return out
+
+    @router.delete("/users/{user_id}", dependencies=[Depends(require_scope("admin"))])
+    def forget(user_id: str) -> dict[str, Any]:
+        known = live.forget([user_id])
+        removed = events.remove_users({user_id})
+        log.info("forgot a user of %s: served state %s, %d logged events removed", name, bool(known), removed)
+        return {"forgotten": bool(known), "events_removed": removed}
+
+    @router.get("/items/{item_id}")
+    def item(item_id: str) -> dict[str, Any]:
+        try:
+            return live.item_info(live.item_position(item_id))
+        except ShipyardError as exc:
+            raise _api_error(exc) from None
+
+    return router
+
+
+def _replay(live: Any, path: Path) -> None:
+    """Events received before a restart are part of the users' histories again."""
+    if not path.is_file():
+        return
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            live.record_event(rec["user_id"], rec["item_id"], float(rec.get("rating", 1.0)), rec.get("timestamp"))
+        except (ValueError, KeyError, ShipyardError) as exc:
+            log.warning("%s line %d skipped: %s", path, n + 1, exc)
+
+
+def recommender_warning(name: str, path: str | Path, *, strict: bool) -> str | None:
+    """`shipyard serve`'s start-up check of a recommender: the erasure flag, as for predict models."""
+    folder = model_folder(path)
+    meta = json.loads((folder / "shipyard.json").read_text(encoding="utf-8"))
+    if not (meta.get("erasure") or {}).get("needs_retraining"):
+        return None
+    message = f"recommender {name!r} ({path}) needs retraining: events were erased after training"
+    if strict:
+        raise ShipyardError(message, where=str(path), hint="retrain it, or serve without --strict")
+    log.warning("%s", message)
+    return message
+
+
+def recommender_mounts(recommenders: dict[str, Any]) -> list[tuple[str, APIRouter]]:
+    return [(f"/v1/models/{name}", recommender_router(name, path)) for name, path in recommenders.items()]
