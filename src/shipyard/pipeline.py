@@ -174,6 +174,8 @@ def run_job(
                 hint="pass --resume to continue it, or another --run-dir",
             )
 
+    if job.task == "retrieval":  # pairs, a bi-encoder and a passage index (pipeline_retrieval.py)
+        return _run_retrieval(job, base_dir, run_id, run_dir, resume, show_progress)
     prepared = prepare_data(
         job,
         base_dir=base_dir,
@@ -333,6 +335,25 @@ def run_job(
     if optimized is not None:
         result.extras["optimize"] = {k: v for k, v in optimized.items() if k != "section"}
     return result
+
+
+def _run_retrieval(
+    job: Job, base_dir: Path, run_id: str, run_dir: Path, resume: bool, show_progress: bool
+) -> RunResult:
+    from shipyard.pipeline_retrieval import run_retrieval_job
+
+    metrics, report, fit = run_retrieval_job(
+        job,
+        base_dir=base_dir,
+        run_id=run_id,
+        run_dir=run_dir,
+        resume=resume,
+        show_progress=show_progress,
+        claim=_claim,
+        store=_store_for,
+        config_text=dump_config(job),
+    )
+    return RunResult(run_id=run_id, run_dir=run_dir, metrics=metrics, report=report, fit=fit)
 
 
 def _claim(run_dir: Path, resume: bool) -> None:

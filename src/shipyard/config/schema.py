@@ -19,6 +19,7 @@ from shipyard.config.models import ModelConfig
 from shipyard.config.optimize import OptimizeConfig
 from shipyard.config.pii import PIIConfig
 from shipyard.config.privacy import PrivacyConfig
+from shipyard.config.retrieval import RetrievalConfig
 
 SourceFormat = Literal[
     "csv", "tsv", "jsonl", "json", "parquet", "images", "text_folder", "idx", "sklearn_digits", "delimited_lines"
@@ -287,7 +288,7 @@ class Job(Strict):
 
     _base_dir: Path | None = PrivateAttr(default=None)
 
-    task: Literal["classification", "regression"]
+    task: Literal["classification", "regression", "retrieval"]
     name: str | None = None
     data: DataConfig
     model: ModelConfig
@@ -296,6 +297,7 @@ class Job(Strict):
     output: OutputConfig = Field(default_factory=OutputConfig)
     optimize: OptimizeConfig | None = None  # run by shipyard.optimize when present
     privacy: PrivacyConfig | None = None  # DP-SGD (shipyard.training.privacy) when present
+    retrieval: RetrievalConfig | None = None  # task: retrieval (shipyard.pipeline_retrieval)
 
     @property
     def base_dir(self) -> Path | None:
@@ -323,4 +325,10 @@ class Job(Strict):
             raise ValueError("training.label_smoothing applies to classification only")
         if self.task == "regression" and self.evaluation.abstain is not None:
             raise ValueError("evaluation.abstain applies to classification only")
+        if (self.task == "retrieval") != (self.model.type == "biencoder"):
+            raise ValueError("task: retrieval trains model type `biencoder`, and a biencoder only that task")
+        if self.task == "retrieval" and self.retrieval is None:
+            raise ValueError("task: retrieval needs a `retrieval:` section (query, passage and group columns)")
+        if self.task == "retrieval" and (self.privacy or self.training.soup or self.optimize):
+            raise ValueError("task: retrieval supports neither privacy, training.soup nor optimize yet")
         return self
