@@ -1,50 +1,16 @@
-"""A small slice of the Bitext customer-support data (6 intents, 20 queries each) for retrieval tests."""
-
 from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import pytest
-
-from shipyard.settings import data_dir
-
-BITEXT = "customer_support_faq/Bitext_Sample_Customer_Support_Training_Dataset.csv"
-INTENTS = ["track_order", "cancel_order", "get_refund", "recover_password", "delivery_options", "complaint"]
+from retrieval_helpers import bitext_slice, tiny_run
 
 
 @pytest.fixture(scope="session")
 def bitext_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = data_dir() / BITEXT
-    if not path.is_file():
-        pytest.skip(f"the shared Bitext data is not at {path}")
-    frame = pd.read_csv(path)
-    frame = frame[frame["intent"].isin(INTENTS)].groupby("intent").head(20)
-    out = tmp_path_factory.mktemp("bitext") / "bitext_small.csv"
-    frame[["instruction", "intent", "response"]].to_csv(out, index=False)
-    return out
+    return bitext_slice(tmp_path_factory.mktemp("bitext"))
 
 
-def retrieval_job(source: Path, run_dir: Path, **retrieval: object) -> dict:
-    return {
-        "task": "retrieval",
-        "name": "tiny-retrieval",
-        "data": {"source": {"path": str(source)}},
-        "retrieval": {
-            "query_column": "instruction",
-            "passage_column": "response",
-            "group_column": "intent",
-            **retrieval,
-        },
-        "model": {"type": "biencoder", "query_max_length": 24, "passage_max_length": 48},
-        "training": {
-            "batch_size": 16,
-            "epochs": 1,
-            "max_steps": 3,
-            "learning_rate": 5e-5,
-            "seed": 0,
-            "checkpoint_every_steps": 2,
-            "num_threads": 2,
-        },
-        "output": {"run_dir": str(run_dir)},
-    }
+@pytest.fixture(scope="session")
+def retrieval_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_run(tmp_path_factory.mktemp("retrieval_run"))

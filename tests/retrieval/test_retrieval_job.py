@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.retrieval.conftest import retrieval_job
+from retrieval_helpers import retrieval_job
 
 from shipyard.config.schema import Job
 from shipyard.errors import ShipyardError
@@ -14,10 +14,8 @@ from shipyard.models.searcher import Searcher
 from shipyard.pipeline import run_job
 
 
-def test_retrieval_job_trains_indexes_and_reports(bitext_small: Path, tmp_path: Path) -> None:
-    job = Job.model_validate(retrieval_job(bitext_small, tmp_path / "run", hard_negatives=True, ranking="hybrid"))
-    result = run_job(job, base_dir=tmp_path, show_progress=False)
-    run = result.run_dir
+def test_retrieval_job_trains_indexes_and_reports(retrieval_run: Path) -> None:
+    run = retrieval_run
     assert not (run / ".incomplete").exists()
     for name in (
         "config.yaml",
@@ -39,12 +37,13 @@ def test_retrieval_job_trains_indexes_and_reports(bitext_small: Path, tmp_path: 
     searcher = Searcher.load(run)
     hits = searcher.search(["where is my package, I want to track order 123"], k=3)[0]
     assert len(hits) == 3 and hits[0]["group"] in ("track_order", "delivery_options")
-    assert result.metrics["training"]["steps"] == 3
+    assert metrics["training"]["steps"] == 3
 
 
 def test_resume_continues_from_the_checkpoint(bitext_small: Path, tmp_path: Path) -> None:
     raw = retrieval_job(bitext_small, tmp_path / "run")
     raw["training"]["max_steps"] = 2
+    raw["model"]["passage_max_length"] = 16  # a quick run: resume is what is tested
     first = run_job(Job.model_validate(raw), base_dir=tmp_path, show_progress=False)
     assert first.metrics["training"]["steps"] == 2
     raw["training"]["max_steps"] = 2  # same job: resume finds the finished checkpoint and packages again

@@ -26,6 +26,8 @@ from shipyard.io import atomic_write_bytes, atomic_write_text
 log = logging.getLogger(__name__)
 
 INDEX_DIR = "index"
+# a filtered search ranks this many passages before filtering (all of them in an FAQ-sized collection)
+FILTERED_FETCH = 10_000
 _WORD = re.compile(r"[a-z0-9]+")
 _STOP_TEXT = (
     "a an and are as at be but by for from has have how i if in into is it its me my of on or our so "
@@ -167,7 +169,7 @@ class PassageIndex:
     ) -> list[list[tuple[int, float]]]:
         if self.dense is None or not self.passages:
             return [[] for _ in range(len(queries))]
-        fetch = min(len(self.passages), depth * (8 if filters else 1))
+        fetch = min(len(self.passages), max(depth * 8, FILTERED_FETCH) if filters else depth)
         scores, ids = self.dense.search(np.ascontiguousarray(queries, dtype=np.float32), fetch)
         return [
             [
@@ -184,7 +186,7 @@ class PassageIndex:
         if not self.passages:
             return [[] for _ in texts]
         index = self._bm25_index()
-        fetch = min(len(self._bm25_ids), depth * (8 if filters else 1))
+        fetch = min(len(self._bm25_ids), max(depth * 8, FILTERED_FETCH) if filters else depth)
         docs, scores = index.retrieve([words(t) for t in texts], k=fetch, show_progress=False, n_threads=1)
         out = []
         for row_docs, row_scores in zip(docs, scores, strict=True):

@@ -77,6 +77,23 @@ class Searcher:
                 for row in found
             ]
 
+    def search_records(self, records: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+        """One batch of search requests ``{"query", "k", "filters"?, "ranking"?}``: the queries are embedded
+        together (the serving batcher's gain), then each searches the index with its own k and filters."""
+        rankings = [r.get("ranking") or self.ranking for r in records]
+        dense_rows = [i for i, rk in enumerate(rankings) if rk != "bm25"]
+        embedded = self.embed([records[i]["query"] for i in dense_rows]) if dense_rows else None
+        where = {row: n for n, row in enumerate(dense_rows)}
+        out = []
+        with self._lock:
+            for i, (record, ranking) in enumerate(zip(records, rankings, strict=True)):
+                emb = embedded[where[i] : where[i] + 1] if embedded is not None and i in where else None
+                found = self.index.search(
+                    [record["query"]], emb, int(record.get("k", 5)), ranking, self.rrf_k, record.get("filters")
+                )[0]
+                out.append([{"id": pid, "score": sc, **self.index.passages[pid]} for pid, sc in found])
+        return out
+
     def add(self, passages: list[dict[str, Any]]) -> int:
         """Encode and index passages ``{"id", "text", "group"?, "metadata"?}``; returns how many."""
         for n, p in enumerate(passages):
