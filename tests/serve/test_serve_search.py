@@ -10,7 +10,7 @@ import pytest
 from serve_helpers import auth
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "retrieval"))
-from retrieval_helpers import tiny_run  # noqa: E402
+from retrieval_helpers import tiny_run
 
 
 @pytest.fixture(scope="module")
