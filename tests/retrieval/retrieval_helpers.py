@@ -19,6 +19,7 @@ def bitext_slice(folder: Path) -> Path:
     path = data_dir() / BITEXT
     if not path.is_file():
         pytest.skip(f"the shared Bitext data is not at {path}")
+    folder.mkdir(parents=True, exist_ok=True)
     out = folder / "bitext_small.csv"
     if not out.is_file():
         frame = pd.read_csv(path)
