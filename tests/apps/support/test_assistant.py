@@ -73,12 +73,12 @@ class _Failing:
 
 
 def test_failing_or_slow_tool_escalates(make_assistant) -> None:
-    for tool in (_Failing(0.0), _Failing(2.0)):
+    for tool in (_Failing(0.0), _Failing(10.0)):
         bot = make_assistant()
         bot.tools = {"order_status": tool}
         started = time.perf_counter()
         reply = bot.reply(bot.store.new_conversation(), "track order 70000002 please")
-        assert time.perf_counter() - started < 1.5
+        assert time.perf_counter() - started < 5.0  # the 10 s tool is cut at its 0.2 s deadline
         assert reply.escalated and reply.reason.startswith("tool failed") and reply.ticket_id
     assert issubclass(ToolFailed, Exception)
 

@@ -3,6 +3,7 @@ messages never 5xx, keys and scopes, the ticket flow, the pages' own CSP."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,9 @@ def client_and_keys(tmp_path_factory: pytest.TempPathFactory) -> Any:
     keys = {"customer": store.create("web", "predict"), "agent": store.create("ann", "admin")}
     app = build_app(cfg, base, path, key_store_path=root / "keys.db")
     with TestClient(app, raise_server_exceptions=False) as client:
+        deadline = time.monotonic() + 120  # the service answers 503 until the retrieval model is loaded
+        while client.get("/readyz").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
         yield client, keys
 
 
@@ -100,8 +104,11 @@ def test_config_errors_name_the_line(tmp_path: Path) -> None:
     from shipyard.config.errors import ConfigError
 
     bad = tmp_path / "bad.yaml"
-    bad.write_text("retrieval_run: runs/x\nescalation:\n  min_confidence: 2\ntemplates:\n  track_order: '{nope}'\n")
+    bad.write_text("retrieval_run: runs/x\nescalation:\n  min_confidence: 2\n  intnets: []\n")
     with pytest.raises(ConfigError) as info:
         load_support_config(bad)
     text = str(info.value)
-    assert "bad.yaml:3" in text and "min_confidence" in text and "nope" in text
+    assert "bad.yaml:3" in text and "min_confidence" in text and "bad.yaml:4" in text and "intnets" in text
+    bad.write_text("retrieval_run: runs/x\ntemplates:\n  track_order: '{nope}'\n")
+    with pytest.raises(ConfigError, match="nope"):
+        load_support_config(bad)

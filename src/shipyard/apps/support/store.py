@@ -52,8 +52,15 @@ class SupportStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if not self.path.exists():
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, PRIVATE_MODE))
-        with self._tx() as conn:
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:  # WAL (readers never wait for the writer) is set outside any transaction
+            conn.execute("PRAGMA busy_timeout = 30000")
             conn.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.Error as exc:
+            raise ShipyardError(f"support store error: {exc}", where=str(self.path)) from exc
+        finally:
+            conn.close()
+        with self._tx() as conn:
             for statement in SCHEMA:
                 conn.execute(statement)
 
