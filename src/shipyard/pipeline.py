@@ -163,6 +163,8 @@ def run_job(
     ctx = DistContext.create(job.training.device, new_job=True)
     run_id, run_dir = _pick_run_dir(job, base_dir, run_dir, resume, ctx)
 
+    if job.task == "retrieval":  # pairs, a bi-encoder and a passage index (pipeline_retrieval.py)
+        return _run_retrieval(job, base_dir, run_id, run_dir, resume, show_progress)
     prepared = prepare_data(
         job,
         base_dir=base_dir,
@@ -382,6 +384,25 @@ def _record_failure(store: RunStore, run_id: str, exc: BaseException, started: f
         log.warning("could not record the failed run in the store")
     if reported is not None:
         raise reported from exc
+
+
+def _run_retrieval(
+    job: Job, base_dir: Path, run_id: str, run_dir: Path, resume: bool, show_progress: bool
+) -> RunResult:
+    from shipyard.pipeline_retrieval import run_retrieval_job
+
+    metrics, report, fit = run_retrieval_job(
+        job,
+        base_dir=base_dir,
+        run_id=run_id,
+        run_dir=run_dir,
+        resume=resume,
+        show_progress=show_progress,
+        claim=_claim,
+        store=_store_for,
+        config_text=dump_config(job),
+    )
+    return RunResult(run_id=run_id, run_dir=run_dir, metrics=metrics, report=report, fit=fit)
 
 
 def _claim(run_dir: Path, resume: bool) -> None:

@@ -11,6 +11,7 @@ from shipyard.apps._registry import ENTRY_POINT_GROUP, AppRegistry
 BUILTIN_APPS: tuple[str, ...] = (  # "module:attribute" of each application shipped with shipyard
     "shipyard.apps.finmon:APP",
     "shipyard.apps.recommend:APP",
+    "shipyard.apps.support:APP",
 )
 
 registry = AppRegistry(BUILTIN_APPS)

@@ -57,12 +57,24 @@ class TransformerParams(Params):
         return self
 
 
+class BiEncoderParams(Params):
+    """A bi-encoder for `task: retrieval`: one shared text encoder for queries and passages, mean pooled and
+    L2-normalised, so a dot product is the cosine similarity."""
+
+    pretrained: str = "minilm"
+    query_max_length: int = Field(default=32, ge=4, le=512)
+    passage_max_length: int = Field(default=128, ge=8, le=512)
+    scale: float = Field(default=20.0, gt=0)  # similarity scale of the ranking loss (1 / temperature)
+    artifact_dir: str | None = None  # set by the artifact loader: build from the files saved there
+
+
 # type name -> parameter class; shipyard.models registers a builder under each name
 MODEL_PARAMS: dict[str, type[Params]] = {
     "linear": LinearParams,
     "mlp": MLPParams,
     "cnn": CNNParams,
     "transformer": TransformerParams,
+    "biencoder": BiEncoderParams,
 }
 
 
@@ -91,4 +103,10 @@ class TransformerModel(_ModelSection, TransformerParams):
     type: Literal["transformer"]
 
 
-ModelConfig = Annotated[LinearModel | MLPModel | CNNModel | TransformerModel, Field(discriminator="type")]
+class BiEncoderModel(_ModelSection, BiEncoderParams):
+    type: Literal["biencoder"]
+
+
+ModelConfig = Annotated[
+    LinearModel | MLPModel | CNNModel | TransformerModel | BiEncoderModel, Field(discriminator="type")
+]

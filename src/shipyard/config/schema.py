@@ -20,6 +20,7 @@ from shipyard.config.optimize import OptimizeConfig
 from shipyard.config.pii import PIIConfig
 from shipyard.config.privacy import PrivacyConfig
 from shipyard.config.recommend import RecommendConfig
+from shipyard.config.retrieval import RetrievalConfig
 from shipyard.config.yaml_file import read_yaml_file
 
 SourceFormat = Literal[
@@ -289,7 +290,7 @@ class Job(Strict):
 
     _base_dir: Path | None = PrivateAttr(default=None)
 
-    task: Literal["classification", "regression", "recommendation"]
+    task: Literal["classification", "regression", "recommendation", "retrieval"]
     name: str | None = None
     data: DataConfig | None = None  # required by classification / regression (see _sections_for_task)
     model: ModelConfig | None = None
@@ -300,6 +301,7 @@ class Job(Strict):
     output: OutputConfig = Field(default_factory=OutputConfig)
     optimize: OptimizeConfig | None = None  # run by shipyard.optimize when present
     privacy: PrivacyConfig | None = None  # DP-SGD (shipyard.training.privacy) when present
+    retrieval: RetrievalConfig | None = None  # task: retrieval (shipyard.pipeline_retrieval)
 
     @property
     def base_dir(self) -> Path | None:
@@ -351,4 +353,10 @@ class Job(Strict):
             raise ValueError("training.label_smoothing applies to classification only")
         if self.task == "regression" and self.evaluation.abstain is not None:
             raise ValueError("evaluation.abstain applies to classification only")
+        if self.model is not None and (self.task == "retrieval") != (self.model.type == "biencoder"):
+            raise ValueError("task: retrieval trains model type `biencoder`, and a biencoder only that task")
+        if self.task == "retrieval" and self.retrieval is None:
+            raise ValueError("task: retrieval needs a `retrieval:` section (query, passage and group columns)")
+        if self.task == "retrieval" and (self.privacy or self.training.soup or self.optimize):
+            raise ValueError("task: retrieval supports neither privacy, training.soup nor optimize yet")
         return self

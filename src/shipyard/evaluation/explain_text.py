@@ -56,7 +56,8 @@ def _token_scores(
     from captum.attr import LayerIntegratedGradients  # heavy: Captum, only when explaining
 
     model.eval()
-    encoder = getattr(model, "encoder", None)
+    # a transformer's encoder has the embeddings; a from-scratch text model has them itself
+    encoder = getattr(model, "encoder", model)
     if encoder is None or not hasattr(encoder, "get_input_embeddings"):
         raise ShipyardError("token attributions need a transformer with input embeddings", where="model")
     fwd = _text_forward(model)

@@ -29,6 +29,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model,
 
 from shipyard.artifact import META, Artifact, refuse_pickles
 from shipyard.errors import ShipyardError
+from shipyard.models.searcher import Searcher
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ def read_spec(path: str | Path) -> ModelSpec:
     for key in ("task", "features"):
         if key not in meta:
             raise ShipyardError(f"{META} has no {key!r}", where=str(folder))
-    if meta["task"] not in ("classification", "regression"):
+    if meta["task"] not in ("classification", "regression", "retrieval"):
         raise ShipyardError(f"unsupported task {meta['task']!r}", where=f"{folder / META} task")
     for i, feat in enumerate(meta["features"]):
         if not isinstance(feat, dict) or "name" not in feat or feat.get("type") not in FEATURE_TYPES:
@@ -226,7 +227,7 @@ class LoadedVersion:
 
     version: int
     spec: ModelSpec
-    artifact: Artifact
+    artifact: Artifact | Searcher
     source: str
     loaded_at: str
     load_seconds: float
@@ -268,8 +269,11 @@ def _known_categories(preprocessor: Any) -> dict[str, str]:
     return {}
 
 
-def make_predictor(artifact: Artifact) -> Any:
-    """``records -> predictions`` for the batcher: one dict per record (label + probabilities, or value)."""
+def make_predictor(artifact: Any) -> Any:
+    """``records -> predictions`` for the batcher: one dict per record (label + probabilities, or value); for a
+    retrieval model one list of passages per search request."""
+    if isinstance(artifact, Searcher):
+        return artifact.search_records
     image_cols = [f["name"] for f in artifact.features if f["type"] == "image"]
     classification = artifact.task == "classification"
 
@@ -290,9 +294,13 @@ def load_version(path: str | Path, version: int) -> LoadedVersion:
     """Load the artifact for ``path`` and check it with a warm-up prediction (blocking: call from a thread)."""
     started = time.perf_counter()
     spec = read_spec(path)
-    artifact = Artifact.load(spec.path)
-    predict = make_predictor(artifact)
-    record = _warmup_record(artifact)
+    artifact: Any
+    if spec.task == "retrieval":  # a bi-encoder and its passage index (serve/search.py has the route)
+        artifact = Searcher.load(spec.path)
+        predict, record = artifact.search_records, {"query": "warm-up", "k": 1}
+    else:
+        artifact = Artifact.load(spec.path)
+        predict, record = make_predictor(artifact), _warmup_record(artifact)
     try:
         result = predict([record])
     except ShipyardError as exc:

@@ -64,10 +64,23 @@ def _tensor(array: np.ndarray) -> torch.Tensor:
 def collate(tensors: dict[str, torch.Tensor], idx: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor]:
     """Gather one batch; token inputs are trimmed to the longest sequence in it (dynamic padding)."""
     batch = {k: v[idx] for k, v in tensors.items()}
-    mask = batch.get("attention_mask")
-    if mask is not None and mask.dim() == 2:
+    # several texts per row (a retrieval pair: `p_input_ids` / `p_attention_mask` beside the query's) each trim
+    # to their own mask; the unprefixed mask trims every other 2-D input of its width, as before
+    prefixes = [k[: -len("attention_mask")] for k in batch if k.endswith("attention_mask")]
+    own = {k for k in batch for p in prefixes if p and k.startswith(p)}
+    for prefix in prefixes:
+        mask = batch[f"{prefix}attention_mask"]
+        if mask.dim() != 2:
+            continue
         width = max(1, int(mask.sum(dim=1).max()))
-        batch = {k: (v[:, :width] if v.dim() == 2 and v.shape[1] == mask.shape[1] else v) for k, v in batch.items()}
+        batch = {
+            k: (
+                v[:, :width]
+                if v.dim() == 2 and v.shape[1] == mask.shape[1] and (k.startswith(prefix) if prefix else k not in own)
+                else v
+            )
+            for k, v in batch.items()
+        }
     non_blocking = device.type == "cuda"
     return {k: v.to(device, non_blocking=non_blocking) for k, v in batch.items()}
 

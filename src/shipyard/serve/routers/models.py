@@ -21,6 +21,7 @@ from shipyard.serve.batching import BatcherClosed
 from shipyard.serve.dependencies import model_slot, require_scope
 from shipyard.serve.errors import ApiError
 from shipyard.serve.models import LoadedVersion, instance_model, request_model, response_model
+from shipyard.serve.routers.search import add_search_routes
 from shipyard.serve.schemas import InputSchema, ModelInfo, ModelList
 from shipyard.serve.security import Principal
 from shipyard.serve.state import ModelSlot, ServeState, get_state
@@ -50,7 +51,7 @@ def describe(slot: ModelSlot, request_limit: int) -> ModelInfo:
         metrics=spec.meta.get("metrics", {}),
         loaded_at=cur.loaded_at if cur else None,
         max_instances=request_limit,
-        predict_url=f"/v1/models/{slot.name}/predict",
+        predict_url=f"/v1/models/{slot.name}/{'search' if spec.task == 'retrieval' else 'predict'}",
         error=slot.error,
     )
 
@@ -137,11 +138,18 @@ def models_router(state: ServeState) -> APIRouter:
         return describe(slot, st.settings.request_limit)
 
     for slot in state.slots.values():
-        _add_predict_route(router, state, slot)
+        if slot.spec.task == "retrieval":
+            add_search_routes(router, state, slot, _predict_records)
+        else:
+            _add_predict_route(router, state, slot)
 
     # unknown names: a 404 naming the served models (known names have their own routes, registered first)
     @router.post("/{name}/predict", include_in_schema=False)
     async def predict_unknown(_: Principal = read, slot: ModelSlot = Depends(model_slot)) -> None:
         return None
+
+    @router.post("/{name}/search", include_in_schema=False)
+    async def search_unknown(_: Principal = read, slot: ModelSlot = Depends(model_slot)) -> None:
+        raise ApiError(404, "not_found", f"model {slot.name!r} is not a retrieval model; use /predict")
 
     return router
