@@ -9,18 +9,13 @@ Under ``torchrun`` every process runs this function on the same data and trains 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
-import secrets
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from shipyard.artifact import save_torch_artifact
 from shipyard.config.compare import config_differences
@@ -45,6 +40,13 @@ from shipyard.io import (
     storage_error,
 )
 from shipyard.models.registry import build_for_task, get_family
+from shipyard.run_folder import (  # re-exported: the run-folder helpers callers import from here
+    RunResult,
+    config_hash,
+    dump_config,
+    new_run_id,
+    resolve_run_dir,
+)
 from shipyard.store.runs import RunStore
 from shipyard.training.distributed import DistContext
 from shipyard.training.engine import Engine, read_log, seed_everything
@@ -53,48 +55,7 @@ from shipyard.training.soup import fit_soup
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class RunResult:
-    run_id: str
-    run_dir: Path
-    metrics: dict[str, Any]
-    report: Path | None = None
-    fit: Any = None
-    extras: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def test(self) -> dict[str, Any]:
-        return self.metrics.get("test", {})
-
-
-def config_hash(job: Job) -> str:
-    canonical = json.dumps(job.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def new_run_id(job: Job) -> str:
-    """``<time>-<name>-<config hash>-<random>``: the random part keeps two identical jobs started in the same
-    second apart."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    family = job.model.type if job.model is not None else job.recommend.model.type  # type: ignore[union-attr]
-    name = (job.name or job.output.name or f"{family}-{job.task}").replace(" ", "_").replace("/", "_")
-    return f"{stamp}-{name}-{config_hash(job)[:6]}-{secrets.token_hex(3)}"
-
-
-def resolve_run_dir(job: Job, base_dir: Path, run_dir: Path | None) -> tuple[str, Path]:
-    if run_dir is None and job.output.run_dir:
-        run_dir = Path(job.output.run_dir)
-        run_dir = run_dir if run_dir.is_absolute() else base_dir / run_dir
-    if run_dir is not None:
-        return Path(run_dir).name, Path(run_dir)
-    run_id = new_run_id(job)
-    root = Path(job.output.runs_root)
-    return run_id, (root if root.is_absolute() else Path.cwd() / root) / run_id
-
-
-def dump_config(job: Job) -> str:
-    return yaml.safe_dump(job.model_dump(mode="json", exclude_none=False), sort_keys=False)
+__all__ = ["RunResult", "config_hash", "dump_config", "load_run_job", "new_run_id", "resolve_run_dir", "run_job"]
 
 
 def load_run_job(run_dir: Path) -> tuple[Job, Path]:
@@ -147,7 +108,7 @@ def _known(store: Any, run_id: str) -> bool:
     return True
 
 
-def run_job(
+def run_job(  # long: one job's steps in the order they run, read top to bottom
     job: Job,
     *,
     base_dir: Path | None = None,

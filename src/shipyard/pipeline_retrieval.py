@@ -132,7 +132,7 @@ def _package(job: Job, run_dir: Path, model: BiEncoder, data: PairData, run_id: 
     return searcher
 
 
-def run_retrieval_job(
+def run_retrieval_job(  # long: a retrieval run's steps in order (pairs, bi-encoder, index, report)
     job: Job,
     *,
     base_dir: Path,

@@ -28,13 +28,13 @@ def train(
     runs_root: Annotated[Path, typer.Option()] = Path("runs"),
 ) -> None:
     """Train the MovieLens recommender; prints the run folder to serve."""
-    import shipyard  # the pipeline and torch: only when a command runs
     from shipyard.config.loader import parse_yaml, validate_dict
+    from shipyard.pipeline_recommend import run_recommendation_job  # the pipeline and torch: only when it runs
 
     lr, batch = (0.002, 256) if model == "two_tower" else (0.005, 1024)
     text = JOB.format(model=model, data=data, lr=lr, batch=batch, epochs=epochs, runs=runs_root.resolve())
     raw, lines = parse_yaml(text, "recommend.yaml")
-    result = shipyard.run(validate_dict(raw, "recommend.yaml", lines), show_progress=True)
+    result = run_recommendation_job(validate_dict(raw, "recommend.yaml", lines), show_progress=True)
     test = result.metrics.get("test", {})
     typer.echo(f"test: hr@10={test.get('hr@10', 0):.4f} ndcg@10={test.get('ndcg@10', 0):.4f}")
     typer.echo(f"run folder: {result.run_dir}")

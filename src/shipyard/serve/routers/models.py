@@ -56,6 +56,12 @@ def describe(slot: ModelSlot, request_limit: int) -> ModelInfo:
     )
 
 
+async def _records_and_version_number(slot: ModelSlot, records: list[dict[str, Any]]) -> tuple[list[Any], int]:
+    """What the search routes submit through: the results and the number of the version that gave them."""
+    results, version = await predict_records(slot, records)
+    return results, version.version
+
+
 async def predict_records(slot: ModelSlot, records: list[dict[str, Any]]) -> tuple[list[Any], LoadedVersion]:
     """The model's results for ``records`` and the version that gave them (retried across a version switch)."""
     for _attempt in range(3):
@@ -139,7 +145,7 @@ def models_router(state: ServeState) -> APIRouter:
 
     for slot in state.slots.values():
         if slot.spec.task == "retrieval":
-            add_search_routes(router, state, slot, _predict_records)
+            add_search_routes(router, state, slot, _records_and_version_number)
         else:
             _add_predict_route(router, state, slot)
 
