@@ -22,8 +22,10 @@ import numpy as np
 import pandas as pd
 import torch
 import yaml
+from safetensors.torch import load_file
 from torch import nn
 
+from shipyard.data.preprocess import Preprocessor
 from shipyard.errors import ShipyardError
 from shipyard.io import INCOMPLETE, atomic_save_safetensors, atomic_write_json
 from shipyard.models.registry import build_for_task
@@ -196,8 +198,6 @@ class Artifact:
             raise ShipyardError(f"{META} is not valid JSON ({exc.msg}, line {exc.lineno})", where=str(path)) from None
         if meta.get("format_version") != FORMAT_VERSION:
             raise ShipyardError(f"unsupported artifact format_version {meta.get('format_version')!r}", where=str(path))
-        from shipyard.data.preprocess import Preprocessor
-
         preprocessor = Preprocessor.load(path)
         art = cls(path=path, meta=meta, preprocessor=preprocessor)
         if meta["backend"] == "onnx":
@@ -207,8 +207,6 @@ class Artifact:
         return art
 
     def _build_torch(self) -> nn.Module:
-        from safetensors.torch import load_file
-
         spec = InputSpec.from_meta(self.meta)
         params = dict(self.meta["model"]["params"])
         params.update(self.meta.get("artifact_params", {}))
@@ -316,7 +314,7 @@ class Artifact:
 
 
 def _onnx_session(path: Path) -> Any:
-    import onnxruntime as ort
+    import onnxruntime as ort  # heavy: ONNX Runtime, only for an optimised (ONNX) model
 
     if not path.is_file():
         raise ShipyardError("ONNX file missing", where=str(path))

@@ -7,7 +7,8 @@ fairness), the metrics copied into ``model/shipyard.json``, ``report.html`` and 
 remaining rows and the (still flagged) model. A stale ``privacy_audit.json`` is removed. What is kept and why is
 listed in docs/contracts.md, "What `shipyard data forget` guarantees".
 
-Sits one layer above ``pipeline`` (it reuses the pipeline's report writer); only the CLI calls it.
+Sits beside ``pipeline`` (both write the run's pages through evaluation's ``write_run_report``); only the CLI
+calls it.
 """
 
 from __future__ import annotations
@@ -20,8 +21,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from shipyard.artifact import Artifact
+from shipyard.config.loader import load_job
+from shipyard.data.checks import summarize
+from shipyard.data.forget import forget
+from shipyard.data.prepare import PreparedData, SplitArrays
 from shipyard.errors import ShipyardError
+from shipyard.evaluation.fairness import fairness_metrics
+from shipyard.evaluation.metrics import compute_metrics
+from shipyard.evaluation.report import ReportSection
+from shipyard.evaluation.run_report import write_run_report
 from shipyard.io import atomic_write_json
+from shipyard.store.runs import RunStore
+from shipyard.training.engine import read_log
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +51,6 @@ ERASURE_NOTE = (
 
 def forget_run(run_dir: str | Path, where: str, *, actor: str = "shipyard-cli") -> dict[str, Any]:
     """Erase the rows matching ``where`` and regenerate the run's row-derived outputs; returns counts only."""
-    from shipyard.data.forget import forget
-
     run_dir = Path(run_dir)
     result = forget(run_dir, where, actor=actor)
     erased = _erasure_info(run_dir)
@@ -65,12 +75,6 @@ def _erasure_info(run_dir: Path) -> dict[str, Any]:
 
 def refresh_run_outputs(run_dir: Path) -> list[str]:
     """Recompute summary, metrics, report and model card of a tabular/text run from its stored splits."""
-    from shipyard.artifact import Artifact
-    from shipyard.config.loader import load_job
-    from shipyard.data.checks import summarize
-    from shipyard.data.prepare import PreparedData, SplitArrays
-    from shipyard.evaluation.metrics import compute_metrics
-
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file() or not (run_dir / "model").is_dir():
         log.warning("%s has no config.yaml or model/: only the splits were erased", run_dir)
@@ -121,8 +125,6 @@ def refresh_run_outputs(run_dir: Path) -> list[str]:
             predictions[name] = artifact.raw_outputs(splits[name].inputs)
             metrics[name] = compute_metrics(job.task, splits[name].target, predictions[name], pre.labels)
     if job.evaluation.sensitive_features:
-        from shipyard.evaluation.fairness import fairness_metrics
-
         fairness = fairness_metrics(job, prepared, predictions)
         if fairness:
             metrics["fairness"] = fairness
@@ -153,24 +155,14 @@ def refresh_run_outputs(run_dir: Path) -> list[str]:
 def _write_report_and_card(
     job: Any, run_dir: Path, metrics: dict[str, Any], prepared: Any, predictions: dict[str, Any], test: Any
 ) -> None:
-    from shipyard.evaluation.fairness import card_summary
-    from shipyard.evaluation.model_card import write_model_card
-    from shipyard.evaluation.report import ReportSection
-    from shipyard.pipeline import _write_report
-    from shipyard.training.engine import read_log
-
     section = ReportSection("Erasure", f"<p>{ERASURE_NOTE}</p>")
-    _write_report(job, run_dir, metrics, prepared, read_log(run_dir / "train_log.jsonl"), predictions, test, [section])
-    extra: dict[str, Any] = {"privacy": metrics.get("privacy"), "fairness": card_summary(metrics.get("fairness"))}
-    extra = {k: v for k, v in extra.items() if v}
-    extra["limitations"] = [ERASURE_NOTE]
-    config = job.model_dump(mode="json")
-    write_model_card(run_dir, job_config=config, metrics=metrics, summary=prepared.summary, extra=extra)
+    train_log = read_log(run_dir / "train_log.jsonl")
+    write_run_report(
+        job, run_dir, metrics, prepared, train_log, predictions, test, sections=[section], limitations=[ERASURE_NOTE]
+    )
 
 
 def _replace_store_metrics(run_dir: Path, metrics: dict[str, Any]) -> None:
-    from shipyard.store.runs import RunStore
-
     try:
         RunStore.for_root(run_dir.resolve().parent).replace_metrics(run_dir.name, metrics)
     except ShipyardError as exc:  # a run folder copied away from its store

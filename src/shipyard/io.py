@@ -114,20 +114,20 @@ def atomic_write_parquet(path: Path, frame: Any, *, private: bool = True) -> Pat
 
 
 def atomic_save_safetensors(path: Path, tensors: dict[str, Any], metadata: dict[str, str] | None = None) -> Path:
-    from safetensors.torch import save_file
+    from safetensors.torch import save_file  # heavy: io stays light (config imports it)
 
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     return _atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
 def atomic_torch_save(path: Path, obj: Any) -> Path:
-    import torch
+    import torch  # heavy: io stays light (config imports it)
 
     return _atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
 def _json_default(value: Any) -> Any:
-    import numpy as np
+    import numpy as np  # io stays light (config imports it)
 
     if isinstance(value, np.generic):
         return value.item()

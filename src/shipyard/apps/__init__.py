@@ -8,7 +8,9 @@ serve itself never imports an application: it is handed ``(prefix, router)`` pai
 from shipyard.apps._application import API_PREFIX, PAGES_PREFIX, AppContext, Application
 from shipyard.apps._registry import ENTRY_POINT_GROUP, AppRegistry
 
-BUILTIN_APPS: tuple[str, ...] = ()  # "module:attribute" of each application shipped with shipyard
+BUILTIN_APPS: tuple[str, ...] = (
+    "shipyard.apps.finmon:APP",
+)  # "module:attribute" of each application shipped with shipyard
 
 registry = AppRegistry(BUILTIN_APPS)
 register_app = registry.register

@@ -38,8 +38,8 @@ def predict(
 ) -> None:
     """Predict with a saved model (or a running server) and write one row per input row."""
     # lazy: pulls torch, too slow for `shipyard --help`
-    from shipyard.inference import default_output_for, predict_file
-    from shipyard.serve.client import predict_remote
+    from shipyard.inference import default_output_for, predict_file  # lazy: pulls torch, too slow for `shipyard --help`
+    from shipyard.serve.client import predict_remote  # lazy: pulls httpx
 
     if output is None:  # never compute predictions only to drop them: write them next to the input
         output = default_output_for(input)

@@ -14,7 +14,6 @@ import typer
 from rich.logging import RichHandler
 
 from shipyard.apps import AppRegistry, registry
-from shipyard.cli import predict, train
 from shipyard.cli.apps import build_apps_group
 from shipyard.cli.audit import audit_app
 from shipyard.cli.data import data_app
@@ -22,8 +21,10 @@ from shipyard.cli.errors import STATE
 from shipyard.cli.loop import feedback_app, label_app, monitor, promote, retrain, rollback
 from shipyard.cli.optimize import optimize
 from shipyard.cli.output import err_console
+from shipyard.cli.predict import evaluate, explain, predict
 from shipyard.cli.runs import runs_app
 from shipyard.cli.serve import keys_app, serve_command
+from shipyard.cli.train import demo, init, train, validate
 
 
 def _main_options(
@@ -46,8 +47,8 @@ def build_app(apps: AppRegistry = registry) -> typer.Typer:
     root.callback()(_main_options)
     # commands first, then groups, in the order `shipyard --help` has always listed them
     root.command("serve")(serve_command)
-    root.command("explain")(predict.explain)  # shipyard explain RUN --input FILE
-    for command in (train.train, train.validate, train.init, predict.evaluate, predict.predict, optimize, train.demo):
+    root.command("explain")(explain)  # shipyard explain RUN --input FILE
+    for command in (train, validate, init, evaluate, predict, optimize, demo):
         root.command()(command)
     root.add_typer(runs_app, name="runs")
     root.add_typer(keys_app, name="keys")

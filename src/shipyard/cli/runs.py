@@ -9,7 +9,8 @@ import typer
 
 from shipyard.cli.errors import handle_errors
 from shipyard.cli.output import console
-from shipyard.store.runs import RunStore, compare_table, run_detail, runs_plain, runs_table
+from shipyard.store.run_tables import compare_table, run_detail, runs_plain, runs_table
+from shipyard.store.runs import RunStore
 
 runs_app = typer.Typer(no_args_is_help=True, help="Browse the run store.")
 

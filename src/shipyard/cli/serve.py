@@ -23,6 +23,7 @@ from shipyard.apps import AppContext, app_mounts
 from shipyard.cli.errors import handle_errors
 from shipyard.config.serve import ServeSettings
 from shipyard.errors import ShipyardError
+from shipyard.store.keys import KeyStore
 
 log = logging.getLogger(__name__)
 console = Console()
@@ -230,8 +231,6 @@ def keys_create(
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
     """Create an API key. The key is printed once and never stored in clear."""
-    from shipyard.store.keys import KeyStore
-
     plaintext = KeyStore(store).create(name, scope)  # type: ignore[arg-type]
     err_console.print(f"created key {name!r} (scope {scope}). Copy it now: it is not shown again.")
     typer.echo(plaintext)
@@ -241,8 +240,6 @@ def keys_create(
 @_errors
 def keys_list(store: StoreOption = DEFAULT_STORE) -> None:
     """List API keys (names, prefixes, scopes; never the keys)."""
-    from shipyard.store.keys import KeyStore
-
     table = Table(title="API keys")
     for col in ("name", "prefix", "scope", "created", "last used", "revoked"):
         table.add_column(col)
@@ -259,8 +256,6 @@ def keys_revoke(
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
     """Revoke an API key (running servers stop accepting it within their key-cache time, 30 s)."""
-    from shipyard.store.keys import KeyStore
-
     rec = KeyStore(store).revoke(name)
     console.print(f"revoked key {rec.name!r} ({rec.prefix})")
 

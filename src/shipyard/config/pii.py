@@ -10,6 +10,8 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from shipyard.config.errors import validate_section
+
 PIIType = Literal[
     "email",
     "phone",
@@ -48,6 +50,4 @@ class PIIConfig(BaseModel):
     @classmethod
     def from_mapping(cls, raw: dict[str, Any] | PIIConfig | None, *, where: str = "data.pii") -> PIIConfig:
         """Validate the raw ``data.pii`` mapping of a job (ConfigError naming each bad field)."""
-        from shipyard.config.errors import validate_section
-
         return validate_section(cls, raw, where=where, hint=PII_HINT)

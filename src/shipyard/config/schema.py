@@ -11,14 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from shipyard.config.errors import validate_section
+from shipyard.config.errors import ConfigError, problems_from, validate_section
 from shipyard.config.evaluation import FairnessThresholds
 from shipyard.config.models import ModelConfig
 from shipyard.config.optimize import OptimizeConfig
 from shipyard.config.pii import PIIConfig
 from shipyard.config.privacy import PrivacyConfig
+from shipyard.config.yaml_file import read_yaml_file
 
 SourceFormat = Literal[
     "csv", "tsv", "jsonl", "json", "parquet", "images", "text_folder", "idx", "sklearn_digits", "delimited_lines"
@@ -306,11 +307,18 @@ class Job(Strict):
     @classmethod
     def from_yaml(cls, path: str | Path) -> Job:
         """Read and validate a job file (every problem reported at once, with lines)."""
-        from shipyard.config.loader import load_job
-
-        job = load_job(path)
+        data, lines = read_yaml_file(path)
+        job = cls.from_dict(data, str(path), lines)
         job._base_dir = Path(path).resolve().parent
         return job
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], file: str = "<config>", lines: dict | None = None) -> Job:
+        """Validate a parsed job; ConfigError lists every problem (with the line of each, given ``lines``)."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(problems_from(exc, cls, file=file, lines=lines)) from None
 
     @field_validator("task", mode="before")
     @classmethod

@@ -92,28 +92,7 @@ def clean_frame(
         log.warning("%s: dropping %d rows with no target value", where, int(target_missing.sum()))
         out = out[~target_missing]
 
-    dropped_missing: dict[str, int] = {}
-    for name, kind in column_types.items():
-        if kind in ("label", "image") or name not in out.columns:
-            continue
-        na = out[name].isna()
-        if kind == "text":  # an empty or blank text carries nothing to learn from: missing too
-            na |= out[name].astype(str).str.strip().eq("")
-        if not na.any():
-            continue
-        key = {"numeric": "missing", "categorical": "categorical_missing", "text": "text_missing"}.get(kind)
-        rule = getattr(cfg, key) if key else "keep"
-        if rule == "error":
-            row = na.idxmax()
-            what = "empty text" if kind == "text" else "missing value"
-            raise ShipyardError(
-                f"{what} in column {name!r} (cleaning.{key} is 'error'; set it to 'drop' to drop such rows)",
-                where=f"{where}, row {row}, column {name!r}",
-                hint=f"{int(na.sum())} missing value(s) in the column",
-            )
-        if rule == "drop":
-            dropped_missing[name] = int(na.sum())
-            out = out[~na]
+    out, dropped_missing = _apply_missing_rules(out, cfg, column_types, where)
     counts["missing_rows_dropped"] = dropped_missing
 
     keyed = out.drop(columns=[id_column]) if id_column is not None and id_column in out.columns else out
@@ -141,6 +120,36 @@ def clean_frame(
     return out, counts
 
 
+def _apply_missing_rules(
+    out: pd.DataFrame, cfg: CleaningConfig, column_types: dict[str, str], where: str
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Each feature column's missing-value rule (``cleaning.missing`` / ``categorical_missing`` / ``text_missing``):
+    keep, drop the rows (counted per column) or refuse naming the first row."""
+    dropped_missing: dict[str, int] = {}
+    for name, kind in column_types.items():
+        if kind in ("label", "image") or name not in out.columns:
+            continue
+        na = out[name].isna()
+        if kind == "text":  # an empty or blank text carries nothing to learn from: missing too
+            na |= out[name].astype(str).str.strip().eq("")
+        if not na.any():
+            continue
+        key = {"numeric": "missing", "categorical": "categorical_missing", "text": "text_missing"}.get(kind)
+        rule = getattr(cfg, key) if key else "keep"
+        if rule == "error":
+            row = na.idxmax()
+            what = "empty text" if kind == "text" else "missing value"
+            raise ShipyardError(
+                f"{what} in column {name!r} (cleaning.{key} is 'error'; set it to 'drop' to drop such rows)",
+                where=f"{where}, row {row}, column {name!r}",
+                hint=f"{int(na.sum())} missing value(s) in the column",
+            )
+        if rule == "drop":
+            dropped_missing[name] = int(na.sum())
+            out = out[~na]
+    return out, dropped_missing
+
+
 def clip_bounds(values: np.ndarray, cfg: OutlierClipping) -> tuple[float, float]:
     """Lower/upper clip bounds for one numeric column, from training values only (NaNs ignored)."""
     finite = values[np.isfinite(values)]
@@ -157,3 +166,15 @@ def clip_bounds(values: np.ndarray, cfg: OutlierClipping) -> tuple[float, float]
 def count_clipped(values: np.ndarray, lo: float, hi: float) -> int:
     finite = values[np.isfinite(values)]
     return int(((finite < lo) | (finite > hi)).sum())
+
+
+def numeric_fill(value: float | str | None) -> float:
+    if value is None:
+        return 0.0
+    try:
+        return float(value)
+    except ValueError:
+        raise ShipyardError(
+            f"cleaning.fill_value {value!r} is not a number, but numeric columns need one",
+            where="data.cleaning.fill_value",
+        ) from None

@@ -32,6 +32,8 @@ from shipyard.data.types import _to_text
 from shipyard.data.where import parse_where
 from shipyard.errors import ShipyardError
 from shipyard.io import atomic_write_json, atomic_write_parquet
+from shipyard.store.audit import AuditLog
+from shipyard.store.runs import RunStore
 
 log = logging.getLogger(__name__)
 
@@ -134,9 +136,6 @@ def forget(run_dir: str | Path, where: str, *, actor: str = "shipyard-cli") -> d
     if total:
         for model in model_folders(run_dir):
             _mark_model(model, total, levels_replaced)
-
-    from shipyard.store.audit import AuditLog
-    from shipyard.store.runs import RunStore
 
     root = run_dir.resolve().parent
     marked = False

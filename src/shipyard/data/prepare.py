@@ -18,6 +18,7 @@ import pandas as pd
 from shipyard.config.schema import Job
 from shipyard.data.checks import summarize
 from shipyard.data.cleaning import clean_frame, count_clipped
+from shipyard.data.pii import apply_pii
 from shipyard.data.preprocess import Preprocessor, TextEncoder
 from shipyard.data.sources import load_source
 from shipyard.data.splits import SPLIT_NAMES, split_frame
@@ -119,24 +120,7 @@ def prepare_data(
     started = time.perf_counter()
     # a column declared text is read as strings, so `12345` stays the text "12345" (and `007` keeps its zeros)
     text = [s.name for s in data.feature_specs() or [] if s.type == "text"]
-    frames: dict[str, pd.DataFrame] = {
-        "source": load_source(data.source, base_dir=base_dir, field="data.source", text_columns=text)
-    }
-    for key, extra_source in (("validation", data.validation_source), ("test", data.test_source)):
-        if extra_source is not None:
-            frames[key] = load_source(extra_source, base_dir=base_dir, field=f"data.{key}_source", text_columns=text)
-    for key, frame in frames.items():
-        field = "data.target" if key == "source" else f"data.target (in data.{key}_source)"
-        require_columns(frame, [data.target], field=field, where=frame.attrs.get("source"))
-    # personal data (data/pii.py): the `data.pii` step runs on the loaded rows, before cleaning; counts only
-    pii_reports: dict[str, Any] = {}
-    if data.pii is not None:
-        from shipyard.data.pii import apply_pii
-
-        for key, frame in list(frames.items()):
-            out, pii_reports[key] = apply_pii(frame, data.pii)
-            out.attrs.update(frame.attrs)
-            frames[key] = out
+    frames, pii_reports = _load_frames(job, base_dir, text)
 
     main = frames["source"]
     features, declared = _feature_names(job, main)
@@ -151,24 +135,7 @@ def prepare_data(
     extras = [c for c in job.evaluation.sensitive_features if c in main.columns and c not in keep]
     if data.id_column is not None and data.id_column not in extras:
         extras.insert(0, data.id_column)
-    cleaned: dict[str, pd.DataFrame] = {}
-    cleaning_counts: dict[str, Any] = {}
-    for key, frame in frames.items():
-        source = frame.attrs.get("source", key)
-        if key != "source":
-            require_columns(frame, features, field=f"data.features (in data.{key}_source)", where=source)
-            if data.id_column is not None:  # a split without ids could not honour an erasure request
-                require_columns(frame, [data.id_column], field=f"data.id_column (in data.{key}_source)", where=source)
-        cols = keep + [c for c in extras if c in frame.columns]
-        checked = check_column_types(frame[cols], column_types, where=source)
-        if column_types.get(data.target) == "label" and job.task == "regression":
-            checked = check_column_types(checked, {data.target: "numeric"}, where=source)
-        out, counts = clean_frame(
-            checked, data.cleaning, column_types, target=data.target, where=source, id_column=data.id_column
-        )
-        out.attrs["source"] = source
-        cleaned[key] = out
-        cleaning_counts[key] = counts
+    cleaned, cleaning_counts = _clean_frames(job, frames, features, keep, extras, column_types)
 
     seed = data.split.seed if data.split.seed is not None else job.training.seed
     parts = split_frame(
@@ -197,6 +164,90 @@ def prepare_data(
             inputs=pre.transform(frame), target=pre.encode_target(frame[data.target]), frame=frame
         )
 
+    extra = _summary_extra(job, seed, text_encoder, pii_reports, pre, parts)
+    summary = summarize(
+        parts,
+        target=data.target,
+        task=job.task,
+        features=features,
+        column_types=column_types,
+        cleaning=cleaning_counts,
+        extra=extra,
+    )
+    spec = pre.input_spec(job.task)
+    log.info(
+        "data prepared in %.1fs: %s, %s", time.perf_counter() - started, {k: len(v) for k, v in splits.items()}, spec
+    )
+    return PreparedData(
+        splits=splits, preprocessor=pre, summary=summary, input_spec=spec, labels=pre.labels, column_types=column_types
+    )
+
+
+def _load_frames(job: Job, base_dir: Path, text: list[str]) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+    """The job's sources as frames (``source``, and ``validation`` / ``test`` when given), each with the target,
+    after the personal-data step; and that step's counts per source."""
+    data = job.data
+    frames: dict[str, pd.DataFrame] = {
+        "source": load_source(data.source, base_dir=base_dir, field="data.source", text_columns=text)
+    }
+    for key, extra_source in (("validation", data.validation_source), ("test", data.test_source)):
+        if extra_source is not None:
+            frames[key] = load_source(extra_source, base_dir=base_dir, field=f"data.{key}_source", text_columns=text)
+    for key, frame in frames.items():
+        field = "data.target" if key == "source" else f"data.target (in data.{key}_source)"
+        require_columns(frame, [data.target], field=field, where=frame.attrs.get("source"))
+    # personal data (data/pii.py): the `data.pii` step runs on the loaded rows, before cleaning; counts only
+    pii_reports: dict[str, Any] = {}
+    if data.pii is not None:
+        for key, frame in list(frames.items()):
+            out, pii_reports[key] = apply_pii(frame, data.pii)
+            out.attrs.update(frame.attrs)
+            frames[key] = out
+    return frames, pii_reports
+
+
+def _clean_frames(
+    job: Job,
+    frames: dict[str, pd.DataFrame],
+    features: list[str],
+    keep: list[str],
+    extras: list[str],
+    column_types: dict[str, str],
+) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+    """Each frame's columns checked against the inferred types and cleaned; the cleaning counts per source."""
+    data = job.data
+    cleaned: dict[str, pd.DataFrame] = {}
+    cleaning_counts: dict[str, Any] = {}
+    for key, frame in frames.items():
+        source = frame.attrs.get("source", key)
+        if key != "source":
+            require_columns(frame, features, field=f"data.features (in data.{key}_source)", where=source)
+            if data.id_column is not None:  # a split without ids could not honour an erasure request
+                require_columns(frame, [data.id_column], field=f"data.id_column (in data.{key}_source)", where=source)
+        cols = keep + [c for c in extras if c in frame.columns]
+        checked = check_column_types(frame[cols], column_types, where=source)
+        if column_types.get(data.target) == "label" and job.task == "regression":
+            checked = check_column_types(checked, {data.target: "numeric"}, where=source)
+        out, counts = clean_frame(
+            checked, data.cleaning, column_types, target=data.target, where=source, id_column=data.id_column
+        )
+        out.attrs["source"] = source
+        cleaned[key] = out
+        cleaning_counts[key] = counts
+    return cleaned, cleaning_counts
+
+
+def _summary_extra(
+    job: Job,
+    seed: int,
+    text_encoder: TextEncoder | None,
+    pii_reports: dict[str, Any],
+    pre: Preprocessor,
+    parts: dict[str, pd.DataFrame],
+) -> dict[str, Any]:
+    """The data summary's entries beyond the per-split statistics: split, text lengths and unknown tokens, PII
+    counts, clipped outliers."""
+    data = job.data
     extra: dict[str, Any] = {
         "split": {
             "method": data.split.method,
@@ -224,19 +275,4 @@ def prepare_data(
             }
             for name in SPLIT_NAMES
         }
-    summary = summarize(
-        parts,
-        target=data.target,
-        task=job.task,
-        features=features,
-        column_types=column_types,
-        cleaning=cleaning_counts,
-        extra=extra,
-    )
-    spec = pre.input_spec(job.task)
-    log.info(
-        "data prepared in %.1fs: %s, %s", time.perf_counter() - started, {k: len(v) for k, v in splits.items()}, spec
-    )
-    return PreparedData(
-        splits=splits, preprocessor=pre, summary=summary, input_spec=spec, labels=pre.labels, column_types=column_types
-    )
+    return extra

@@ -13,87 +13,37 @@ artifact can be loaded without executing anything.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from shipyard.config.schema import CleaningConfig
-from shipyard.data.cleaning import clip_bounds, normalise_text
+from shipyard.data.cleaning import clip_bounds, normalise_text, numeric_fill
+from shipyard.data.images import stack_images
+from shipyard.data.preprocessor_files import FORMAT_VERSION, JSON_NAME, TENSORS_NAME, read_state, write_state
 from shipyard.data.splits import label_key
-from shipyard.data.types import _as_numeric, _to_text, require_columns
+from shipyard.data.text_encoders import TextEncoder, encoder_class, encoder_id, register_text_encoder
+from shipyard.data.types import _as_numeric, _to_text, present, require_columns
 from shipyard.errors import ShipyardError
-from shipyard.io import atomic_save_safetensors, atomic_write_json
 from shipyard.spec import InputSpec
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-JSON_NAME = "preprocessor.json"
-TENSORS_NAME = "preprocessor.safetensors"
+__all__ = [
+    "JSON_NAME",
+    "MISSING",
+    "OTHER",
+    "TENSORS_NAME",
+    "Preprocessor",
+    "TextEncoder",
+    "register_text_encoder",
+]
+
 OTHER = "__other__"
 MISSING = "__missing__"
-
-
-@runtime_checkable
-class TextEncoder(Protocol):
-    """Plug-in point for text features (a tokenizer for a transformer family, e.g. ``shipyard.data.text``).
-
-    ``transform`` returns model inputs such as ``{"input_ids": int64 (N, L), "attention_mask": int64 (N, L)}``.
-    ``save``/``load`` use plain files in the given folder (no pickle). :meth:`Preprocessor.load` finds the class
-    again by the id :func:`encoder_id` records: a name given to :func:`register_text_encoder`, or the class's
-    ``module:qualname`` when it lives inside the ``shipyard`` package.
-    """
-
-    def fit(self, texts: list[str], *, rows: list[Any] | None = None, where: str | None = None) -> Any: ...
-
-    def transform(
-        self, texts: list[str], *, rows: list[Any] | None = None, where: str | None = None
-    ) -> dict[str, np.ndarray]: ...
-
-    def save(self, folder: Path) -> Any: ...
-
-    @classmethod
-    def load(cls, folder: Path) -> Any: ...
-
-
-_TEXT_ENCODERS: dict[str, type] = {}
-
-
-def register_text_encoder(name: str) -> Any:
-    """Class decorator: make a TextEncoder loadable under ``name``."""
-
-    def decorate(cls: type) -> type:
-        _TEXT_ENCODERS[name] = cls
-        cls.encoder_name = name  # type: ignore[attr-defined]
-        return cls
-
-    return decorate
-
-
-def encoder_id(encoder: Any) -> str:
-    registered = getattr(type(encoder), "encoder_name", None)
-    if registered:
-        return str(registered)
-    return f"{type(encoder).__module__}:{type(encoder).__qualname__}"
-
-
-def _encoder_class(ident: str, where: str) -> type:
-    if ident in _TEXT_ENCODERS:
-        return _TEXT_ENCODERS[ident]
-    module, _, qualname = ident.partition(":")
-    # Only classes inside shipyard itself: a saved file must never make us import arbitrary code.
-    if qualname and (module == "shipyard" or module.startswith("shipyard.")):
-        import importlib
-
-        try:
-            return getattr(importlib.import_module(module), qualname)
-        except (ImportError, AttributeError):
-            pass
-    raise ShipyardError(f"unknown text encoder {ident!r}", where=where)
 
 
 def _sort_labels(values: set[str]) -> list[str]:
@@ -251,7 +201,7 @@ class Preprocessor:
                 else:
                     fill[j] = 0.0
             elif cfg.missing == "constant":
-                fill[j] = _numeric_fill(cfg.fill_value)
+                fill[j] = numeric_fill(cfg.fill_value)
             # drop / error: cleaning removed missing rows; fill stays NaN so a missing value later is an error
         values = np.where(np.isnan(values), fill, values)
         lo = np.full(k, -np.inf)
@@ -314,45 +264,8 @@ class Preprocessor:
             )
         self.categories[name] = {"levels": levels, "other": other, "fill": fill, "seen": sorted(map(str, counts.index))}
 
-    def _stack_images(self, series: pd.Series, where: str) -> np.ndarray:
-        arrays = series.to_numpy()
-        if len(arrays) == 0:
-            if self.image_shape is None:
-                raise ShipyardError("no images to fit on", where=where)
-            c, h, w = self.image_shape
-            return np.zeros((0, c, h, w), dtype=np.uint8)
-        first = np.asarray(arrays[0])
-        expected = first.shape if self.image_shape is None else None
-        for row, array in zip(series.index, arrays, strict=True):
-            if not isinstance(array, np.ndarray):
-                raise ShipyardError(
-                    f"expected an image array, got {type(array).__name__}",
-                    where=f"{where}, row {row}, column {series.name!r}",
-                )
-            shape = array.shape
-            if self.image_shape is not None:
-                c, h, w = self.image_shape
-                ok = shape == (h, w) if c == 1 and array.ndim == 2 else shape == (h, w, c)
-            else:
-                ok = shape == expected
-            if not ok:
-                want = expected if self.image_shape is None else self.image_shape
-                raise ShipyardError(
-                    f"image has shape {shape}, expected {want}",
-                    where=f"{where}, row {row}, column {series.name!r}",
-                    hint="set `image_size` on the source to resize",
-                )
-        stacked = np.stack(list(arrays))
-        if stacked.ndim == 3:
-            stacked = stacked[:, None, :, :]
-        elif stacked.ndim == 4:
-            stacked = stacked.transpose(0, 3, 1, 2)
-        else:
-            raise ShipyardError(f"images must be (H, W) or (H, W, C), got {first.shape}", where=where)
-        return stacked
-
     def _fit_image(self, series: pd.Series, where: str) -> None:
-        stacked = self._stack_images(series, where)
+        stacked = stack_images(series, where, self.image_shape)
         self.image_shape = tuple(int(d) for d in stacked.shape[1:])  # type: ignore[assignment]
         scaled = stacked.astype(np.float64) / 255.0
         mean = scaled.mean(axis=(0, 2, 3))
@@ -363,7 +276,7 @@ class Preprocessor:
     def _texts(self, series: pd.Series) -> list[str]:
         # a number in a text column (a JSON request's 12345, a digits-only CSV cell) is the text of that number
         return [
-            normalise_text(v if isinstance(v, str) else _to_text(v), self.cleaning.text) if _present(v) else ""
+            normalise_text(v if isinstance(v, str) else _to_text(v), self.cleaning.text) if present(v) else ""
             for v in series
         ]
 
@@ -446,7 +359,7 @@ class Preprocessor:
         return out
 
     def _transform_images(self, series: pd.Series, where: str) -> np.ndarray:
-        stacked = self._stack_images(series, where)
+        stacked = stack_images(series, where, self.image_shape)
         x = stacked.astype(np.float32) / np.float32(255.0)
         mean = self.stats["image.mean"].astype(np.float32)[None, :, None, None]
         std = self.stats["image.std"].astype(np.float32)[None, :, None, None]
@@ -500,44 +413,21 @@ class Preprocessor:
 
     def save(self, folder: Path) -> Path:
         """Write ``preprocessor.json`` + ``preprocessor.safetensors`` (atomically) into ``folder``."""
-        import torch
-
         self._need_fitted()
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        tensors = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float64)) for k, v in self.stats.items()}
-        atomic_save_safetensors(folder / TENSORS_NAME, tensors, metadata={"format_version": str(FORMAT_VERSION)})
         if self.text_encoder is not None:
             self.text_encoder.save(folder / "text_encoder")
-        atomic_write_json(folder / JSON_NAME, self.to_dict())
+        write_state(folder, self.to_dict(), self.stats)
         return folder
 
     @classmethod
     def load(cls, folder: Path) -> Preprocessor:
-        from safetensors import SafetensorError
-        from safetensors.numpy import load_file
-
         folder = Path(folder)
-        json_path, tensor_path = folder / JSON_NAME, folder / TENSORS_NAME
-        for path in (json_path, tensor_path):
-            if not path.is_file():
-                raise ShipyardError("preprocessor file is missing", where=str(path))
-        try:
-            state = json.loads(json_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ShipyardError(f"preprocessor.json is not valid JSON: {exc}", where=str(json_path)) from None
-        if state.get("format_version") != FORMAT_VERSION:
-            raise ShipyardError(
-                f"unsupported preprocessor format_version {state.get('format_version')!r}, expected {FORMAT_VERSION}",
-                where=str(json_path),
-            )
-        try:
-            stats = load_file(str(tensor_path))
-        except (SafetensorError, OSError) as exc:
-            raise ShipyardError(f"cannot read preprocessor tensors: {exc}", where=str(tensor_path)) from None
+        state, stats = read_state(folder)
         encoder: TextEncoder | None = None
         if state.get("text_encoder"):
-            encoder = _encoder_class(state["text_encoder"], str(json_path)).load(folder / "text_encoder")
+            encoder = encoder_class(state["text_encoder"], str(folder / JSON_NAME)).load(folder / "text_encoder")
         features = [f["name"] for f in state["features"]]
         types = {f["name"]: f["type"] for f in state["features"]}
         pre = cls(
@@ -551,25 +441,6 @@ class Preprocessor:
         pre.labels = state["labels"]
         pre.categories = state["categories"]
         pre.image_shape = tuple(state["image_shape"]) if state["image_shape"] else None  # type: ignore[assignment]
-        pre.stats = {k: np.asarray(v, dtype=np.float64) for k, v in stats.items()}
+        pre.stats = stats
         pre.fitted = True
         return pre
-
-
-def _present(value: Any) -> bool:
-    """Not a missing value (None, NaN, pd.NA); scalars only, as a text column holds."""
-    return isinstance(value, str) or not (
-        value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
-    )
-
-
-def _numeric_fill(value: float | str | None) -> float:
-    if value is None:
-        return 0.0
-    try:
-        return float(value)
-    except ValueError:
-        raise ShipyardError(
-            f"cleaning.fill_value {value!r} is not a number, but numeric columns need one",
-            where="data.cleaning.fill_value",
-        ) from None

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from shipyard.config.loader import validate_dict
 from shipyard.config.schema import SourceConfig
 from shipyard.data.sources import infer_format, load_source
 from shipyard.data.target import check_class_count, infer_task
@@ -105,10 +106,10 @@ def _text_model_job(frame: pd.DataFrame, column: str) -> tuple[dict[str, Any], d
     return model, training, comments
 
 
-def starter_job(data_file: Path, task: str | None, target: str) -> StarterJob:
+def starter_job(  # long: the starter page is written top to bottom, each comment beside its block
+    data_file: Path, task: str | None, target: str
+) -> StarterJob:
     """The starter job for ``data_file``; ``task`` None infers it from the target column (see `infer_task`)."""
-    from shipyard.config.loader import validate_dict
-
     data_file = Path(data_file)
     notes: list[str] = []
     if task is not None:

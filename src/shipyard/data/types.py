@@ -173,3 +173,10 @@ def _as_numeric(series: pd.Series, name: str, where: str) -> pd.Series:
             "or declare the column categorical",
         )
     return parsed.astype("float64")
+
+
+def present(value: object) -> bool:
+    """Not a missing value (None, NaN, pd.NA); scalars only, as a text column holds."""
+    return isinstance(value, str) or not (
+        value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
+    )

@@ -38,6 +38,8 @@ import pandas as pd
 from shipyard.config.errors import validate_section
 from shipyard.config.evaluation import FairnessThresholds
 from shipyard.data.types import require_columns
+from shipyard.evaluation.metrics import to_probabilities
+from shipyard.evaluation.report import ReportSection, figure_to_img_tag, new_figure, table_html
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,7 @@ def group_report(
 ) -> dict[str, Any]:
     """Per-group accuracy / selection rate / TPR / FPR, DP and EO difference and ratio, and flags, for binary
     0/1 ``y_true`` / ``y_pred`` and one array of group names."""
+    # heavy: fairlearn, only for a fairness report
     from fairlearn.metrics import (
         MetricFrame,
         count,
@@ -90,7 +93,7 @@ def group_report(
         selection_rate,
         true_positive_rate,
     )
-    from sklearn.metrics import accuracy_score
+    from sklearn.metrics import accuracy_score  # scikit-learn: with fairlearn, only for a fairness report
 
     th = thresholds or FairnessThresholds()
     y_true = np.asarray(y_true).astype(int)
@@ -150,7 +153,7 @@ def group_report(
 def _score_model() -> Any:
     """A 'prefit' estimator whose prediction is its single input column: lets ThresholdOptimizer work on the
     model's stored scores without re-running the network."""
-    from sklearn.base import BaseEstimator, ClassifierMixin
+    from sklearn.base import BaseEstimator, ClassifierMixin  # scikit-learn: only for mitigation
 
     class ScoreModel(ClassifierMixin, BaseEstimator):
         def fit(self, X: Any, y: Any = None) -> Any:
@@ -179,8 +182,9 @@ def mitigate_threshold(
 ) -> dict[str, Any]:
     """ThresholdOptimizer (prefit) on positive-class scores; before/after accuracy, DP and EO differences and
     per-group selection rates on the evaluation data. Returns also the mitigated predictions (``"y_pred"``)."""
+    # heavy: fairlearn, only for mitigation
     from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
-    from fairlearn.postprocessing import ThresholdOptimizer
+    from fairlearn.postprocessing import ThresholdOptimizer  # heavy: fairlearn
 
     opt = ThresholdOptimizer(
         estimator=_score_model(),
@@ -217,8 +221,6 @@ def mitigate_threshold(
 
 
 def _binary_scores(outputs: np.ndarray) -> np.ndarray:
-    from shipyard.evaluation.metrics import to_probabilities
-
     return to_probabilities(outputs)[:, 1]
 
 
@@ -315,8 +317,6 @@ def card_summary(fairness: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _chart(col: str, report: dict[str, Any]) -> str:
-    from shipyard.evaluation.report import figure_to_img_tag, new_figure
-
     groups = list(report["groups"])
     keys = ["selection_rate", "tpr", "fpr", "accuracy"]
     fig = new_figure(max(6.0, 1.0 + 0.9 * len(groups)), 3.6)
@@ -335,8 +335,6 @@ def _chart(col: str, report: dict[str, Any]) -> str:
 
 
 def report_sections(*, job: Any, run_dir: Any, metrics: dict[str, Any], prepared: Any, predictions: Any) -> list[Any]:
-    from shipyard.evaluation.report import ReportSection, table_html
-
     fairness = metrics.get("fairness")
     if not fairness:
         return []

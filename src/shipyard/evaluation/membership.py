@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from shipyard.artifact import Artifact
 from shipyard.errors import ShipyardError
 from shipyard.io import atomic_write_json
 
@@ -75,7 +76,7 @@ def calibrated_scores(outputs: np.ndarray, y: np.ndarray, ref_outputs: np.ndarra
 
 def attack_metrics(member_scores: np.ndarray, nonmember_scores: np.ndarray) -> dict[str, float]:
     """AUC and best advantage (max TPR - FPR) of 'higher score = member'."""
-    from sklearn.metrics import roc_auc_score, roc_curve
+    from sklearn.metrics import roc_auc_score, roc_curve  # scikit-learn: only for an audit
 
     labels = np.r_[np.ones(len(member_scores)), np.zeros(len(nonmember_scores))]
     scores = np.r_[member_scores, nonmember_scores]
@@ -137,8 +138,6 @@ def _read_split(run_dir: Path, name: str) -> pd.DataFrame | None:
 
 def audit_privacy(run_dir: str | Path, *, max_samples: int = MAX_SAMPLES, seed: int = 0) -> dict[str, Any]:
     """Run the membership-inference audit on a run folder and write ``run_dir/privacy_audit.json``."""
-    from shipyard.artifact import Artifact
-
     run_dir = Path(run_dir)
     if not (run_dir / "splits").is_dir():
         raise ShipyardError(

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from shipyard.evaluation._common import format_value, is_number, plain
-from shipyard.evaluation.splits import metric_splits
+from shipyard.evaluation.splits import metric_names, metric_splits
 from shipyard.io import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -119,11 +119,7 @@ def _inline(value: Any) -> str:
 
 
 def _metrics_section(splits: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    names: dict[str, None] = {}
-    for values in splits.values():
-        for key, value in values.items():
-            if is_number(value) or value is None:
-                names.setdefault(key, None)
+    names = metric_names(splits)
     if not names:
         return ["No metrics were recorded."]
     cols = list(splits)
@@ -219,7 +215,7 @@ def _limitations(
     return [f"- {_md(note)}" for note in notes]
 
 
-def write_model_card(
+def write_model_card(  # long: the card's sections in the order a reader meets them
     run_dir: Path,
     *,
     job_config: Mapping[str, Any],

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from shipyard.evaluation._common import is_number
+
 SPLITS = ("train", "validation", "test")
 
 
@@ -20,3 +22,13 @@ def metric_splits(metrics: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     if any(isinstance(v, Mapping) for v in metrics.values()):
         return {}  # only non-split sections (e.g. a run that evaluated nothing): no metrics table
     return {"test": dict(metrics)} if metrics else {}
+
+
+def metric_names(splits: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The rows of a metrics table: every name holding a number (or None) in any split, in first-seen order."""
+    names: dict[str, None] = {}
+    for values in splits.values():
+        for key, value in values.items():
+            if is_number(value) or value is None:
+                names.setdefault(key, None)
+    return list(names)

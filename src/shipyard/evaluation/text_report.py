@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from shipyard.evaluation.metrics import to_probabilities
+from shipyard.evaluation.report import ReportSection, figure_to_img_tag, new_figure, table_html
 
 TOP_MISTAKES = 20
 
@@ -39,8 +40,6 @@ def confident_mistakes(
 
 
 def report_sections(*, job: Any, run_dir: Any, metrics: dict[str, Any], prepared: Any, predictions: Any) -> list[Any]:
-    from shipyard.evaluation.report import ReportSection, figure_to_img_tag, new_figure, table_html
-
     column = text_column(prepared)
     if column is None:
         return []

@@ -3,6 +3,10 @@
 The engine never imports a family directly; it asks the registry for a module built from the job's parameters and
 the shapes the data layer reports. Each family's parameter class is plain data in ``shipyard.config.models``
 (the job schema validates ``model:`` against it); a family registers that class with its builder.
+
+The registry holds the table only and imports no family: ``shipyard/models/__init__.py`` imports the built-in
+families, which register themselves here. Python runs that ``__init__`` before any ``shipyard.models.*`` module,
+so whoever can import the registry finds every built-in family in it.
 """
 
 from __future__ import annotations
@@ -42,13 +46,7 @@ def register(name: str, params: type[BaseModel], input_kinds: tuple[str, ...]) -
     return decorate
 
 
-def _ensure_loaded() -> None:
-    # Importing the package registers the built-in families.
-    import shipyard.models  # noqa: F401
-
-
 def get_family(name: str) -> Family:
-    _ensure_loaded()
     if name not in _FAMILIES:
         close = difflib.get_close_matches(name, list(_FAMILIES), n=1)
         hint = f"did you mean `{close[0]}`?" if close else f"known types: {', '.join(sorted(_FAMILIES))}"
@@ -57,7 +55,6 @@ def get_family(name: str) -> Family:
 
 
 def families() -> list[str]:
-    _ensure_loaded()
     return sorted(_FAMILIES)
 
 

@@ -44,7 +44,7 @@ ENCODER_DIR = "encoder"
 def _quiet_transformers() -> tuple[int, bool]:
     """Silence the expected 'unused weights (pooler)' notices and the loading progress bar; returns what to
     restore."""
-    from transformers.utils import logging as hf_logging
+    from transformers.utils import logging as hf_logging  # heavy: transformers, only for the text family
 
     state = (hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled())
     hf_logging.set_verbosity_error()
@@ -53,7 +53,7 @@ def _quiet_transformers() -> tuple[int, bool]:
 
 
 def _restore_transformers(state: tuple[int, bool]) -> None:
-    from transformers.utils import logging as hf_logging
+    from transformers.utils import logging as hf_logging  # heavy: transformers, only for the text family
 
     hf_logging.set_verbosity(state[0])
     if state[1]:
@@ -63,7 +63,7 @@ def _restore_transformers(state: tuple[int, bool]) -> None:
 def load_encoder(params: TransformerParams) -> tuple[nn.Module, Path | None]:
     """The encoder module and the folder it came from (None when built from an artifact's config)."""
     offline()
-    from transformers import AutoConfig, AutoModel
+    from transformers import AutoConfig, AutoModel  # heavy: transformers, only for the text family
 
     quiet = _quiet_transformers()
     try:

@@ -87,7 +87,7 @@ def _error_text(response: Any) -> str:
 
 
 def _request(client: Any, method: str, url: str, **kwargs: Any) -> Any:
-    import httpx
+    import httpx  # httpx: only for a remote call
 
     for attempt in range(MAX_RETRIES + 1):
         try:

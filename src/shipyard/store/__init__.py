@@ -7,7 +7,8 @@ connection and migration helpers.
 from shipyard.store.audit import AuditEntry, AuditLog
 from shipyard.store.db import DB_FILENAME, Database
 from shipyard.store.keys import KeyRecord, KeyStore
-from shipyard.store.runs import RunRecord, RunStore, compare_table, run_detail, runs_table
+from shipyard.store.run_tables import compare_table, run_detail, runs_table
+from shipyard.store.runs import RunRecord, RunStore
 
 __all__ = [
     "DB_FILENAME",

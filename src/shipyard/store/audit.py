@@ -11,11 +11,10 @@ import logging
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from shipyard.errors import ShipyardError
-from shipyard.store.db import DB_FILENAME, Database, dumps, loads, parse_time, utc_now
+from shipyard.store.db import StoreTable, dumps, loads, parse_time, utc_now
 
 logger = logging.getLogger(__name__)
 
@@ -47,15 +46,8 @@ def insert_entry(conn: sqlite3.Connection, *, action: str, actor: str, target: s
     return int(cursor.lastrowid or 0)
 
 
-class AuditLog:
+class AuditLog(StoreTable):
     """The audit log in a SQLite file (usually ``<runs_root>/shipyard.db``)."""
-
-    def __init__(self, db_path: Path) -> None:
-        self.db = Database(db_path)
-
-    @classmethod
-    def for_root(cls, runs_root: Path) -> AuditLog:
-        return cls(Path(runs_root) / DB_FILENAME)
 
     def record(self, action: str, actor: str, target: str, details: dict[str, Any]) -> int:
         """Append an entry; returns its id."""

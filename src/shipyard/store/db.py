@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from shipyard.errors import ShipyardError
 from shipyard.io import PRIVATE_MODE
@@ -298,3 +298,16 @@ def _read_version(conn: sqlite3.Connection) -> int:
         return 0
     row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
     return int(row[0] or 0)
+
+
+class StoreTable:
+    """Base of the stores kept in the shared database (runs, keys, audit log): one Database, found by path or by
+    the runs folder it sits in."""
+
+    def __init__(self, db_path: Path) -> None:
+        self.db = Database(db_path)
+
+    @classmethod
+    def for_root(cls, runs_root: Path) -> Self:
+        """The store for a runs folder: ``runs_root/shipyard.db``."""
+        return cls(Path(runs_root) / DB_FILENAME)

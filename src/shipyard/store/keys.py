@@ -25,12 +25,11 @@ import secrets
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Literal, get_args
 
 from shipyard.errors import ShipyardError
 from shipyard.store.audit import insert_entry
-from shipyard.store.db import DB_FILENAME, Database, parse_time, utc_now
+from shipyard.store.db import StoreTable, parse_time, utc_now
 
 logger = logging.getLogger(__name__)
 
@@ -100,15 +99,8 @@ def _record(row: sqlite3.Row) -> KeyRecord:
     )
 
 
-class KeyStore:
+class KeyStore(StoreTable):
     """API keys in a SQLite file (usually ``<runs_root>/shipyard.db``). Safe to share between threads."""
-
-    def __init__(self, db_path: Path) -> None:
-        self.db = Database(db_path)
-
-    @classmethod
-    def for_root(cls, runs_root: Path) -> KeyStore:
-        return cls(Path(runs_root) / DB_FILENAME)
 
     def create(self, name: str, scope: Scope, *, actor: str | None = None) -> str:
         """Create a key and return its plaintext. This is the only time the plaintext is available."""

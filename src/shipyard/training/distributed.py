@@ -22,6 +22,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from shipyard.errors import ShipyardError
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -33,8 +35,6 @@ _GROUP_CLOSED = False
 def pick_device(requested: str = "auto") -> torch.device:
     if requested == "cuda" or (requested == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
-            from shipyard.errors import ShipyardError
-
             raise ShipyardError("device cuda asked for, but no CUDA GPU is visible", where="training.device")
         local = int(os.environ.get("LOCAL_RANK", "0"))
         return torch.device("cuda", local)
@@ -54,8 +54,6 @@ class DistContext:
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world > 1 and _GROUP_CLOSED:
             if new_job:
-                from shipyard.errors import ShipyardError
-
                 raise ShipyardError(
                     "this torchrun launch has already trained a job, and its processes have left their group",
                     where="torchrun",

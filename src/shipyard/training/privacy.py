@@ -97,7 +97,7 @@ def check_training_config(cfg: Any, dp: DPConfig, world_size: int = 1) -> None:
 
 def check_model(model: nn.Module, model_type: str = "") -> None:
     """Raise a ShipyardError naming the fix when ``model`` has layers DP-SGD cannot train privately."""
-    from opacus.validators import ModuleValidator
+    from opacus.validators import ModuleValidator  # heavy: Opacus, only for DP-SGD
 
     if _trainable_positions(model) and not getattr(model, "takes_position_ids", False):
         raise ShipyardError(
@@ -148,7 +148,7 @@ def _embedding_grad_bytes(model: nn.Module, batch_size: int) -> int:
 
 def fix_model(model: nn.Module) -> nn.Module:
     """Opacus' automatic fix: BatchNorm -> GroupNorm (and other swaps). The result is a different architecture."""
-    from opacus.validators import ModuleValidator
+    from opacus.validators import ModuleValidator  # heavy: Opacus, only for DP-SGD
 
     return ModuleValidator.fix(model)
 
@@ -157,7 +157,7 @@ def compute_epsilon(noise_multiplier: float, sample_rate: float, steps: int, del
     """The epsilon spent after ``steps`` DP-SGD steps (0 steps: 0)."""
     if steps <= 0:
         return 0.0
-    from opacus.accountants import create_accountant
+    from opacus.accountants import create_accountant  # heavy: Opacus, only for DP-SGD
 
     acc = create_accountant(mechanism=accountant)
     acc.history = [(noise_multiplier, sample_rate, steps)]
@@ -167,7 +167,7 @@ def compute_epsilon(noise_multiplier: float, sample_rate: float, steps: int, del
 
 
 def noise_for_target(dp: DPConfig, sample_rate: float, steps: int) -> float:
-    from opacus.accountants.utils import get_noise_multiplier
+    from opacus.accountants.utils import get_noise_multiplier  # heavy: Opacus, only for DP-SGD
 
     try:
         with warnings.catch_warnings():  # "optimal order is the largest alpha": the bound is still valid
@@ -229,8 +229,8 @@ class DPSession:
     def wrap(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[nn.Module, torch.optim.Optimizer]:
         """GradSampleModule around ``model`` and DPOptimizer around ``optimizer`` (the model itself is untouched
         apart from Opacus' hooks, so its state dict and checkpoints stay the same)."""
-        from opacus import GradSampleModule
-        from opacus.optimizers import DPOptimizer
+        from opacus import GradSampleModule  # heavy: Opacus, only for DP-SGD
+        from opacus.optimizers import DPOptimizer  # heavy: Opacus
 
         check_model(model)
         if hasattr(model, "per_example_positions"):  # a transformer: see TransformerClassifier.encode

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from shipyard.config.schema import SoupConfig, TrainingConfig
@@ -103,31 +104,11 @@ def fit_soup(
             results.append(json.loads(done.read_text(encoding="utf-8")))
             log.info("soup ingredient %d/%d already trained", i, soup.ingredients)
             continue
-        model.load_state_dict(start)
-        again = resume and (where / "checkpoints" / LATEST).is_file()
-        log.info("soup ingredient %d/%d: seed %d, learning rate %g", i, soup.ingredients, icfg.seed, icfg.learning_rate)
-        engine = make_engine(icfg)
-        fit = engine.fit(model, train, validation, where, resume=again)
-        score = _score(engine, model, validation, metric) if has_validation else None
-        result = {
-            "ingredient": i,
-            "seed": icfg.seed,
-            "learning_rate": icfg.learning_rate,
-            "epochs": fit.epochs_run,
-            "steps": fit.global_step,
-            "best_epoch": fit.best_epoch,
-            "seconds": round(fit.seconds, 2),
-            "examples_per_second": round(fit.examples_per_second, 1),
-            f"val_{metric}": score,
-        }
-        if engine.ctx.is_main:  # under torchrun every rank holds the same weights; one writes them
-            weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-            atomic_save_safetensors(where / "weights.safetensors", weights)
-            atomic_write_json(done, result)  # last: its presence means the ingredient is finished
-        engine.ctx.barrier()
-        results.append(result)
-
-    from safetensors.torch import load_file
+        results.append(
+            _train_ingredient(
+                make_engine, model, start, (train, validation), where, icfg, i, soup.ingredients, metric, resume
+            )
+        )
 
     states = [load_file(str(folder / f"ingredient-{r['ingredient']}" / "weights.safetensors")) for r in results]
     chosen = list(range(len(states)))
@@ -211,3 +192,44 @@ def _write_combined_log(run_dir: Path, count: int, summary: dict[str, Any]) -> N
         epoch0 += last_epoch
     lines.append(json.dumps(summary))
     atomic_write_text(run_dir / "train_log.jsonl", "".join(line + "\n" for line in lines))
+
+
+def _train_ingredient(
+    make_engine: Callable[[TrainingConfig], Engine],
+    model: nn.Module,
+    start: dict[str, torch.Tensor],
+    data: tuple[SplitLike, SplitLike | None],
+    where: Path,
+    icfg: TrainingConfig,
+    i: int,
+    of: int,
+    metric: str,
+    resume: bool,
+) -> dict[str, Any]:
+    """Train ingredient ``i`` from the ``start`` weights into ``where`` (its weights, then result.json last)."""
+    train, validation = data
+    has_validation = validation is not None and len(validation.target) > 0
+    done = where / "result.json"
+    model.load_state_dict(start)
+    again = resume and (where / "checkpoints" / LATEST).is_file()
+    log.info("soup ingredient %d/%d: seed %d, learning rate %g", i, of, icfg.seed, icfg.learning_rate)
+    engine = make_engine(icfg)
+    fit = engine.fit(model, train, validation, where, resume=again)
+    score = _score(engine, model, validation, metric) if has_validation else None
+    result = {
+        "ingredient": i,
+        "seed": icfg.seed,
+        "learning_rate": icfg.learning_rate,
+        "epochs": fit.epochs_run,
+        "steps": fit.global_step,
+        "best_epoch": fit.best_epoch,
+        "seconds": round(fit.seconds, 2),
+        "examples_per_second": round(fit.examples_per_second, 1),
+        f"val_{metric}": score,
+    }
+    if engine.ctx.is_main:  # under torchrun every rank holds the same weights; one writes them
+        weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        atomic_save_safetensors(where / "weights.safetensors", weights)
+        atomic_write_json(done, result)  # last: its presence means the ingredient is finished
+    engine.ctx.barrier()
+    return result
