@@ -40,7 +40,7 @@ def _h(key: str) -> dict[str, str]:
 
 def test_hostile_messages_never_5xx(client_and_keys: Any) -> None:
     client, keys = client_and_keys
-    cid = client.post(f"{API}/conversations", headers=_h(keys["customer"])).json()["conversation_id"]
+    cid = client.post(f"{API}/conversations", json={}, headers=_h(keys["customer"])).json()["conversation_id"]
     messages = [
         "",
         "   ",
@@ -63,8 +63,8 @@ def test_hostile_messages_never_5xx(client_and_keys: Any) -> None:
 
 def test_keys_scopes_and_ticket_flow(client_and_keys: Any) -> None:
     client, keys = client_and_keys
-    assert client.post(f"{API}/conversations").status_code == 401
-    cid = client.post(f"{API}/conversations", headers=_h(keys["customer"])).json()["conversation_id"]
+    assert client.post(f"{API}/conversations", json={}).status_code == 401
+    cid = client.post(f"{API}/conversations", json={}, headers=_h(keys["customer"])).json()["conversation_id"]
     reply = client.post(
         f"{API}/conversations/{cid}/messages", json={"text": "let me talk to an agent"}, headers=_h(keys["customer"])
     ).json()
