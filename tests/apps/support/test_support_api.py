@@ -40,7 +40,7 @@ def _h(key: str) -> dict[str, str]:
 
 def test_hostile_messages_never_5xx(client_and_keys: Any) -> None:
     client, keys = client_and_keys
-    cid = client.post(f"{API}/conversations", headers=_h(keys["customer"])).json()["conversation_id"]
+    cid = client.post(f"{API}/conversations", json={}, headers=_h(keys["customer"])).json()["conversation_id"]
     messages = [
         "",
         "   ",
@@ -63,8 +63,8 @@ def test_hostile_messages_never_5xx(client_and_keys: Any) -> None:
 
 def test_keys_scopes_and_ticket_flow(client_and_keys: Any) -> None:
     client, keys = client_and_keys
-    assert client.post(f"{API}/conversations").status_code == 401
-    cid = client.post(f"{API}/conversations", headers=_h(keys["customer"])).json()["conversation_id"]
+    assert client.post(f"{API}/conversations", json={}).status_code == 401
+    cid = client.post(f"{API}/conversations", json={}, headers=_h(keys["customer"])).json()["conversation_id"]
     reply = client.post(
         f"{API}/conversations/{cid}/messages", json={"text": "let me talk to an agent"}, headers=_h(keys["customer"])
     ).json()
@@ -80,7 +80,7 @@ def test_keys_scopes_and_ticket_flow(client_and_keys: Any) -> None:
     assert answer.status_code == 200
     turns = client.get(f"{API}/conversations/{cid}", headers=_h(keys["customer"])).json()["turns"]
     assert turns[-1] == {**turns[-1], "role": "agent", "text": "Hi, Ann here."}
-    again = client.post(f"{API}/tickets/{reply['ticket_id']}/close", headers=_h(keys["agent"]))
+    again = client.post(f"{API}/tickets/{reply['ticket_id']}/close", json={}, headers=_h(keys["agent"]))
     assert again.status_code == 404
     fb = client.post(f"{API}/feedback", json={"turn_id": 10**9, "helpful": True}, headers=_h(keys["customer"]))
     assert fb.status_code == 404

@@ -54,7 +54,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 async def _conversation(client: Any, n: int, until: float, errors: list[str], turns: list[int]) -> None:
     own = ORDERS[n % len(ORDERS)]["order_id"]
-    res = await client.post("/v1/apps/support/conversations")
+    res = await client.post("/v1/apps/support/conversations", json={})
     if res.status_code != 200:
         errors.append(f"start: {res.status_code}")
         return

@@ -60,7 +60,7 @@ async function send(ev) {
   const box = document.getElementById("text"); const log = document.getElementById("log");
   const text = box.value; box.value = "";
   try {
-    if (!conversation) { conversation = (await call("POST", "/conversations")).conversation_id; }
+    if (!conversation) { conversation = (await call("POST", "/conversations", {})).conversation_id; }
     add(log, "customer", text);
     const r = await call("POST", "/conversations/" + conversation + "/messages", {text});
     const meta = r.escalated ? "handed to a person (" + r.reason + ")" : "intent " + r.intent;
