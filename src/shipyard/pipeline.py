@@ -45,6 +45,7 @@ from shipyard.run_folder import (  # re-exported: the run-folder helpers callers
     config_hash,
     dump_config,
     new_run_id,
+    record_start,
     resolve_run_dir,
 )
 from shipyard.store.runs import RunStore
@@ -98,14 +99,6 @@ def text_encoder_for(job: Job) -> Any:
     if "text" not in get_family(job.model.type).input_kinds:
         return None
     return make_text_encoder(job.model.params(), job.data.text)
-
-
-def _known(store: Any, run_id: str) -> bool:
-    try:
-        store.get(run_id)
-    except ShipyardError:
-        return False
-    return True
 
 
 def run_job(  # long: one job's steps in the order they run, read top to bottom
@@ -172,7 +165,7 @@ def run_job(  # long: one job's steps in the order they run, read top to bottom
     if not resume:
         _write_first_files(job, run_id, run_dir, base_dir, prepared)
     ctx.barrier()
-    _start_in_store(store, job, run_id, run_dir, chash, resume)
+    record_start(store, job, run_id, run_dir, resume=resume)
     started = time.perf_counter()
     try:
         fit = _fit(job, make_engine, engine, model, train, val, run_dir, resume)
@@ -243,22 +236,6 @@ def _pick_run_dir(job: Job, base_dir: Path, run_dir: Path | None, resume: bool, 
                 hint="pass --resume to continue it, or another --run-dir",
             )
     return run_id, run_dir
-
-
-def _start_in_store(store: RunStore, job: Job, run_id: str, run_dir: Path, chash: str, resume: bool) -> None:
-    if resume and _known(store, run_id):
-        store.reopen_run(run_id)
-    else:
-        store.start_run(
-            run_id,
-            run_dir,
-            name=job.name or run_id,
-            task=job.task,
-            model_type=job.model.type,
-            config=job.model_dump(mode="json"),
-            config_hash=chash,
-            seed=job.training.seed,
-        )
 
 
 def _measure(

@@ -34,6 +34,7 @@ from shipyard.models.biencoder import BiEncoder
 from shipyard.models.search_index import PassageIndex
 from shipyard.models.searcher import Searcher
 from shipyard.pretrained import load_tokenizer, resolve_model_dir
+from shipyard.run_folder import record_start
 from shipyard.spec import InputSpec
 
 log = logging.getLogger(__name__)
@@ -180,20 +181,7 @@ def run_retrieval_job(  # long: a retrieval run's steps in order (pairs, bi-enco
         atomic_write_json(run_dir / "data_summary.json", summary)
         for name in ("train", "validation", "test"):  # raw queries and passages: 0600, reachable by erasure
             atomic_write_parquet(run_dir / "splits" / f"{name}.parquet", data.split(name), private=True)
-    try:
-        runs.get(run_id)
-        runs.reopen_run(run_id)
-    except ShipyardError:
-        runs.start_run(
-            run_id,
-            run_dir,
-            name=job.name or run_id,
-            task=job.task,
-            model_type=job.model.type,
-            config=job.model_dump(mode="json"),
-            config_hash=run_id,
-            seed=job.training.seed,
-        )
+    record_start(runs, job, run_id, run_dir, resume=resume)
     started = time.perf_counter()
     try:
         fit = engine.fit(model, train_arrays, val_arrays if len(val) else None, run_dir, resume=resume)

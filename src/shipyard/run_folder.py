@@ -14,8 +14,9 @@ from typing import Any
 import yaml
 
 from shipyard.config.schema import Job
+from shipyard.errors import ShipyardError
 
-__all__ = ["RunResult", "config_hash", "dump_config", "new_run_id", "resolve_run_dir"]
+__all__ = ["RunResult", "config_hash", "dump_config", "new_run_id", "record_start", "resolve_run_dir"]
 
 
 @dataclass
@@ -59,3 +60,25 @@ def resolve_run_dir(job: Job, base_dir: Path, run_dir: Path | None) -> tuple[str
 
 def dump_config(job: Job) -> str:
     return yaml.safe_dump(job.model_dump(mode="json", exclude_none=False), sort_keys=False)
+
+
+def record_start(store: Any, job: Job, run_id: str, run_dir: Path, *, resume: bool) -> None:
+    """The run's row in the run store: reopened when a resumed run is already there, else started."""
+    if resume:
+        try:
+            store.get(run_id)
+        except ShipyardError:
+            pass
+        else:
+            store.reopen_run(run_id)
+            return
+    store.start_run(
+        run_id,
+        run_dir,
+        name=job.name or run_id,
+        task=job.task,
+        model_type=job.model.type if job.model is not None else "",
+        config=job.model_dump(mode="json"),
+        config_hash=config_hash(job),
+        seed=job.training.seed,
+    )
