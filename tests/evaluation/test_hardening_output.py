@@ -100,9 +100,11 @@ def test_logged_throughput_covers_wall_time_like_metrics_json(many_class_run: di
     fit = many_class_run["result"].fit
     assert len(rates) == fit.global_step == 6  # 110 training rows, batches of 55, a line per step
     # each line's rate covers the wall time since the previous line (evaluation and checkpoints included), so the
-    # lines' times add up to the run's time; one step's own compute time leaves most of it out
+    # lines' times add up to most of the run's time (all but what follows the last line: the final evaluation and
+    # checkpoint, a large share of so short a run on a busy machine); one step's own compute time, what the old
+    # figure measured, covers a few per cent of it
     covered = sum(55 / r for r in rates)
-    assert covered > 0.6 * fit.seconds, (rates, fit.seconds)
+    assert covered > 0.3 * fit.seconds, (rates, fit.seconds)
 
 
 def test_progress_is_plain_periodic_log_lines_off_a_terminal(caplog: pytest.LogCaptureFixture) -> None:
