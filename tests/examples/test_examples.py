@@ -18,7 +18,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
 def test_example_validates(path: Path) -> None:
     job = load_job(path)
-    assert job.task in ("classification", "regression", "recommendation")
+    assert job.task in ("classification", "regression", "recommendation", "retrieval")
 
 
 def test_linear_regression_predicts_five(tmp_path: Path) -> None:

@@ -127,8 +127,9 @@ def _ok(args: list[str]) -> None:
     [
         pytest.param(p, id=p.stem, marks=[pytest.mark.slow] if p.stem in TEXT_EXAMPLES else [])
         for p in sorted(EXAMPLES.glob("*.yaml"))
-        # recommenders have no predict / evaluate; their run folder serves (tests/serve/test_serve_recommend.py)
-        if "task: recommendation" not in p.read_text(encoding="utf-8")
+        # recommenders and retrieval have no predict / evaluate / explain / optimize; their run folders serve
+        # (tests/serve/test_serve_recommend.py, tests/retrieval/)
+        if not any(f"task: {t}" in p.read_text(encoding="utf-8") for t in ("recommendation", "retrieval"))
     ],
 )
 def test_later_commands_need_only_the_run_folder(
