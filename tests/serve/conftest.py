@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from serve_helpers import free_port, wait_ready
+from serve_helpers import serve_subprocess, wait_ready
 
 DATA_LAYER = Path(__file__).resolve().parents[2] / "src" / "shipyard" / "data" / "prepare.py"
 
@@ -103,38 +101,8 @@ def make_client(runs: dict[str, Path], keys: dict[str, Any]) -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def live_server(runs: dict[str, Path], keys: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """`shipyard serve` in a subprocess on 127.0.0.1 (a free port); yields (base_url, process)."""
-    import httpx
-
-    port = free_port()
+    """`shipyard serve` in a subprocess on 127.0.0.1 (a free port); yields (base_url, process, log file)."""
     log_file = tmp_path_factory.mktemp("serve_live") / "server.log"
-    code = (
-        "import logging, sys; from pathlib import Path; "
-        "logging.basicConfig(level=logging.INFO, stream=sys.stderr); "
-        "from shipyard.cli.serve import serve_command; "
-        f"serve_command(['clf={runs['clf']}', 'reg={runs['reg']}'], host='127.0.0.1', port={port}, "
-        f"store=Path({str(keys['db'])!r}), rate_limit=0, drain_seconds=5)"
-    )
-    with open(log_file, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-c", code], stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"server exited: {log_file.read_text()[-3000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/readyz", timeout=1.0).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise AssertionError(f"server not ready: {log_file.read_text()[-3000:]}")
-            time.sleep(0.1)
+    models = [f"clf={runs['clf']}", f"reg={runs['reg']}"]
+    with serve_subprocess(models, keys["db"], log_file, rate_limit=0, drain_seconds=5) as (base, proc):
         yield base, proc, log_file
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from serve_helpers import auth, free_port
+from serve_helpers import auth, serve_subprocess
 
 from shipyard.artifact import refuse_pickles
 from shipyard.errors import ShipyardError
@@ -31,37 +31,8 @@ ROW = {"a": 0.1, "b": 2.0, "color": "red"}
 # ---------------------------------------------------------------------------------------------- helpers
 @contextlib.contextmanager
 def serve(runs: dict[str, Path], keys: dict[str, Any], log_file: Path, **options: Any) -> Iterator[tuple[str, Any]]:
-    """`shipyard serve` (the real CLI function, so the real uvicorn settings) in a subprocess on loopback."""
-    port = free_port()
-    extra = "".join(f", {k}={v!r}" for k, v in options.items())
-    code = (
-        "import logging, sys; from pathlib import Path; "
-        "logging.basicConfig(level=logging.INFO, stream=sys.stderr); "
-        "from shipyard.cli.serve import serve_command; "
-        f"serve_command(['clf={runs['clf']}'], host='127.0.0.1', port={port}, "
-        f"store=Path({str(keys['db'])!r}){extra})"
-    )
-    with open(log_file, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-c", code], stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, f"server exited: {log_file.read_text()[-3000:]}"
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/readyz", timeout=1.0).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, f"server not ready: {log_file.read_text()[-3000:]}"
-            time.sleep(0.1)
-        yield base, proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    with serve_subprocess([f"clf={runs['clf']}"], keys["db"], log_file, **options) as served:
+        yield served
 
 
 FLOOD = r"""
