@@ -27,6 +27,7 @@ from shipyard.config.loader import load_job
 from shipyard.data.checks import summarize
 from shipyard.data.forget import forget
 from shipyard.data.prepare import PreparedData, SplitArrays
+from shipyard.data.split_files import read_split, stored_splits
 from shipyard.erasure_recommend import forget_recommendation
 from shipyard.errors import ShipyardError
 from shipyard.evaluation.fairness import fairness_metrics
@@ -78,7 +79,7 @@ def _erasure_info(run_dir: Path) -> dict[str, Any]:
 
 
 def refresh_run_outputs(run_dir: Path) -> list[str]:
-    """Recompute summary, metrics, report and model card of a tabular/text run from its stored splits."""
+    """Recompute summary, metrics, report and model card of a run from its stored splits."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file() or not (run_dir / "model").is_dir():
         log.warning("%s has no config.yaml or model/: only the splits were erased", run_dir)
@@ -88,10 +89,9 @@ def refresh_run_outputs(run_dir: Path) -> list[str]:
     pre = artifact.preprocessor
     old_summary = _read_json(run_dir / "data_summary.json")
     column_types = dict(old_summary.get("column_types") or {f["name"]: f["type"] for f in artifact.features})
-    frames = {}
-    for name in SPLITS:
-        path = run_dir / "splits" / f"{name}.parquet"
-        frames[name] = pd.read_parquet(path) if path.is_file() else pd.DataFrame(columns=[*pre.features, pre.target])
+    stored = stored_splits(run_dir)  # Parquet (tabular, text) or safetensors (images): data/split_files.py
+    empty = pd.DataFrame(columns=[*pre.features, pre.target])
+    frames = {name: read_split(stored[name]) if name in stored else empty for name in SPLITS}
     splits = {
         name: SplitArrays(inputs=pre.transform(frame), target=pre.encode_target(frame[pre.target]), frame=frame)
         for name, frame in frames.items()

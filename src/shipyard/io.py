@@ -120,6 +120,16 @@ def atomic_save_safetensors(path: Path, tensors: dict[str, Any], metadata: dict[
     return _atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
+def atomic_save_arrays(path: Path, arrays: dict[str, Any], metadata: dict[str, str] | None = None) -> Path:
+    """NumPy arrays as one safetensors file (no pickle: loading it runs no code); private (0600): stored image
+    splits hold raw rows."""
+    import numpy as np  # io stays light (config imports it): only writers of arrays need these two
+    from safetensors.numpy import save_file
+
+    arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+    return _atomic(path, lambda tmp: save_file(arrays, str(tmp), metadata=metadata), private=True)
+
+
 def atomic_torch_save(path: Path, obj: Any) -> Path:
     import torch  # heavy: io stays light (config imports it)
 

@@ -23,6 +23,7 @@ from shipyard.config.loader import ConfigError, load_job, parse_yaml, validate_d
 from shipyard.config.schema import Job, TrainingConfig
 from shipyard.data.prepare import prepare_data
 from shipyard.data.rows import read_options
+from shipyard.data.split_files import image_split_frame, write_split
 from shipyard.data.text import make_text_encoder
 from shipyard.errors import ShipyardError
 from shipyard.evaluation.abstain import abstain_metrics, calibrate, report_section
@@ -34,7 +35,6 @@ from shipyard.io import (
     INCOMPLETE,
     RUN_INFO,
     atomic_write_json,
-    atomic_write_parquet,
     atomic_write_text,
     recorded_base_dir,
     storage_error,
@@ -173,7 +173,7 @@ def run_job(  # long: one job's steps in the order they run, read top to bottom
         metrics, predictions, abstain = _measure(job, engine, model, prepared, fit)
         atomic_write_json(run_dir / "metrics.json", metrics)
         _save_artifact(job, run_dir, model, prepared, metrics, target_scale, abstain, run_id, chash)
-        report, optimized = _optimize_and_report(job, run_dir, base_dir, prepared, metrics, predictions, abstain)
+        report, optimized = _optimize_and_report(job, run_dir, prepared, metrics, predictions, abstain)
         (run_dir / INCOMPLETE).unlink()  # last: only now may the run's model be loaded and served
         store.finish_run(run_id, status="finished", metrics=metrics, duration_s=time.perf_counter() - started)
     except BaseException as exc:
@@ -191,13 +191,12 @@ def _write_first_files(job: Job, run_id: str, run_dir: Path, base_dir: Path, pre
     # relative data paths resolve against the job file's folder, wherever a later command runs from
     atomic_write_json(run_dir / RUN_INFO, {"run_id": run_id, "base_dir": str(base_dir.resolve())})
     atomic_write_json(run_dir / "data_summary.json", prepared.summary)
-    _save_splits(run_dir, prepared)
+    _save_splits(run_dir, prepared, job.data)
 
 
 def _optimize_and_report(
     job: Job,
     run_dir: Path,
-    base_dir: Path,
     prepared: Any,
     metrics: dict[str, Any],
     predictions: dict[str, Any],
@@ -211,7 +210,7 @@ def _optimize_and_report(
     if job.optimize:  # compression runs on the finished artifact; its table becomes a report section
         from shipyard.optimize import optimize_run  # imports onnx and onnxruntime: only for a job that asks
 
-        optimized = optimize_run(run_dir, job.optimize, base_dir=base_dir, prepared=prepared, allow_incomplete=True)
+        optimized = optimize_run(run_dir, job.optimize, prepared=prepared, allow_incomplete=True)
         if optimized.get("section") is not None:
             sections.append(optimized["section"])
     train_log = read_log(run_dir / "train_log.jsonl")
@@ -392,12 +391,17 @@ def _abstain(job: Job, labels: Any, val: Any, test: Any, predictions: dict[str, 
     return result
 
 
-def _save_splits(run_dir: Path, prepared: Any) -> None:
-    """Tabular and text splits are kept (Parquet) so `evaluate`, `predict` and erasure requests can use them."""
-    if "image" in prepared.column_types.values():
-        return
+def _save_splits(run_dir: Path, prepared: Any, data: Any) -> None:
+    """Every split is kept (tabular and text as Parquet, images as safetensors: data/split_files.py), so
+    `evaluate`, `optimize`, `audit` and erasure requests read the run folder, never the job's sources again."""
+    images = "image" in prepared.column_types.values()
     for name, split in prepared.splits.items():
         frame = split.frame
         if frame is None or len(frame) == 0:
             continue
-        atomic_write_parquet(run_dir / "splits" / f"{name}.parquet", frame, private=True)  # raw rows: 0600
+        if images:  # image rows get keys (their position in their source) so an erasure request can reach them
+            given = {"validation": data.validation_source, "test": data.test_source}.get(name)
+            stored = image_split_frame(frame, f"{name}_source" if given is not None else "source")
+            write_split(run_dir / "splits" / f"{name}.safetensors", stored)
+        else:
+            write_split(run_dir / "splits" / f"{name}.parquet", frame)  # raw rows: 0600

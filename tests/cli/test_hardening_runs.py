@@ -200,15 +200,19 @@ def test_optimize_from_another_directory_with_the_source_moved(tmp_path: Path, m
     assert table["eval_rows"] == 16 and {r["method"] for r in table["rows"]} == {"original", "onnx"}
 
 
-def test_runs_without_stored_splits_resolve_paths_against_the_job_folder(
+def test_a_run_without_stored_splits_is_refused_never_read_from_its_sources(
     trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from shipyard.optimize.context import load_run, recorded_base_dir
+    from shipyard.io import recorded_base_dir
+    from shipyard.optimize.context import load_run
 
     run = tmp_path / "run"
     shutil.copytree(trained, run)
-    shutil.rmtree(run / "splits")  # like an image run: the sources must be read again
+    shutil.rmtree(run / "splits")  # a damaged folder (or an image run from before image runs kept their splits)
     monkeypatch.chdir(tmp_path)
-    assert recorded_base_dir(run) == trained.parent.parent / "jobs"
-    ctx = load_run(run)
-    assert len(ctx.eval_split().target) == 16
+    assert recorded_base_dir(run) == trained.parent.parent / "jobs"  # still recorded: `train --resume` uses it
+    with pytest.raises(ShipyardError) as err:
+        load_run(run)
+    assert "stored training split" in err.value.message and err.value.where == str(run / "splits")
+    res = runner.invoke(app, ["evaluate", str(run)])
+    assert res.exit_code == 2 and "no stored splits" in res.output, res.output

@@ -2,17 +2,20 @@
 
 :func:`forget` parses the ``--where`` expression with the safe language of :mod:`shipyard.data.where` (never
 evaluated as code), removes the matching rows from the run's stored splits
-(``run_dir/splits/{train,validation,test}.parquet``; every split is checked before any file changes; each file
-is rewritten to a temporary file and renamed, so a reader never sees a half-written split), scrubs the category
-vocabulary of every stored preprocessor (``model/`` and ``optimized/*/``): a level that only forgotten rows had
-(no remaining stored row has it) is replaced by an opaque placeholder (``__erased_1__``) so the model's input
-indices stay valid, marks those model folders' ``shipyard.json`` (``"erasure"``: the weights are still derived
-from the forgotten rows until retrained), marks the run ``needs_retraining`` in the run store and appends an entry
-to the audit log with the counts per split and the column names the expression used — never the expression's
-values or the rows.
+(``run_dir/splits/{train,validation,test}.parquet``, or ``.safetensors`` for an image run; every split is checked
+before any file changes; each file is rewritten to a temporary file and renamed, so a reader never sees a
+half-written split), scrubs the category vocabulary of every stored preprocessor (``model/`` and ``optimized/*/``):
+a level that only forgotten rows had (no remaining stored row has it) is replaced by an opaque placeholder
+(``__erased_1__``) so the model's input indices stay valid, marks those model folders' ``shipyard.json``
+(``"erasure"``: the weights are still derived from the forgotten rows until retrained), marks the run
+``needs_retraining`` in the run store and appends an entry to the audit log with the counts per split and the
+column names the expression used — never the expression's values or the rows.
 
 The stored splits hold the features, the target, ``evaluation.sensitive_features`` and ``data.id_column`` (a
-record id that is never a model input, kept so that a person's rows can be found).
+record id that is never a model input, kept so that a person's rows can be found). An image split has no id
+column of its own: its rows carry ``row`` (the position in their source) and ``source`` (which of the job's
+sources), see :mod:`shipyard.data.split_files`, so ``--where "source == 'source' and row == 17"`` reaches one
+image.
 
 The summaries, metrics, report and model card are regenerated from the remaining rows one layer up
 (``shipyard.erasure.forget_run``, what the CLI calls): this module only touches row-level stores.
@@ -28,10 +31,11 @@ from typing import Any
 import pandas as pd
 
 from shipyard.data.preprocess import JSON_NAME, MISSING, OTHER
+from shipyard.data.split_files import read_split, stored_splits, write_split
 from shipyard.data.types import _to_text
 from shipyard.data.where import parse_where
 from shipyard.errors import ShipyardError
-from shipyard.io import atomic_write_json, atomic_write_parquet
+from shipyard.io import atomic_write_json
 from shipyard.store.audit import AuditLog
 from shipyard.store.runs import RunStore
 
@@ -112,11 +116,12 @@ def forget(run_dir: str | Path, where: str, *, actor: str = "shipyard-cli") -> d
     """Remove the rows matching ``where`` from the run's stored row-level files; returns counts (never values)."""
     run_dir = Path(run_dir)
     expression = parse_where(where)
-    folder = run_dir / "splits"
-    paths = {name: folder / f"{name}.parquet" for name in SPLITS if (folder / f"{name}.parquet").is_file()}
+    paths = stored_splits(run_dir)
     if not paths:
-        raise ShipyardError("the run has no stored splits (run_dir/splits/*.parquet) to erase from", where=str(run_dir))
-    frames = {name: pd.read_parquet(path) for name, path in paths.items()}
+        raise ShipyardError(
+            "the run has no stored splits (run_dir/splits/*.parquet or *.safetensors) to erase from", where=str(run_dir)
+        )
+    frames = {name: read_split(path) for name, path in paths.items()}
     # all checked before any write
     masks = {name: expression.mask(frame, where=f"the stored {name} split") for name, frame in frames.items()}
     removed = {name: int(mask.sum()) for name, mask in masks.items()}
@@ -132,7 +137,7 @@ def forget(run_dir: str | Path, where: str, *, actor: str = "shipyard-cli") -> d
         if not removed[name]:
             continue
         kept = frames[name].loc[~mask.to_numpy()].reset_index(drop=True)
-        atomic_write_parquet(paths[name], kept, private=True)  # raw rows stay 0600
+        write_split(paths[name], kept)  # atomic; raw rows stay 0600
     if total:
         for model in model_folders(run_dir):
             _mark_model(model, total, levels_replaced)

@@ -1,8 +1,8 @@
 """Membership-inference audit: can an attacker tell training rows from held-out rows by the model's outputs?
 
 ``shipyard audit privacy RUN`` (:func:`audit_privacy`) loads the run's model and its stored splits
-(``run_dir/splits/*.parquet``), draws equal-size seeded samples of training rows ("members") and held-out test
-rows ("non-members"; validation when there is no test split), and runs two attacks:
+(``run_dir/splits/``, data/split_files.py), draws equal-size seeded samples of training rows ("members") and
+held-out test rows ("non-members"; validation when there is no test split), and runs two attacks:
 
 - ``loss_threshold`` (Yeom et al. 2018): score = -loss of the true label; members tend to have lower loss.
 - ``calibrated_lira_offline`` (classification only): a shadow-free, likelihood-ratio-style attack. The score is
@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from shipyard.artifact import Artifact
+from shipyard.data.split_files import read_split, split_path, stored_splits
 from shipyard.errors import ShipyardError
 from shipyard.io import atomic_write_json
 
@@ -132,17 +133,18 @@ def membership_audit(
 
 
 def _read_split(run_dir: Path, name: str) -> pd.DataFrame | None:
-    path = run_dir / "splits" / f"{name}.parquet"
-    return pd.read_parquet(path) if path.is_file() else None
+    path = split_path(run_dir, name)  # Parquet, or safetensors for an image run (data/split_files.py)
+    return read_split(path) if path is not None else None
 
 
 def audit_privacy(run_dir: str | Path, *, max_samples: int = MAX_SAMPLES, seed: int = 0) -> dict[str, Any]:
     """Run the membership-inference audit on a run folder and write ``run_dir/privacy_audit.json``."""
     run_dir = Path(run_dir)
-    if not (run_dir / "splits").is_dir():
+    if not stored_splits(run_dir):
         raise ShipyardError(
-            "no stored splits (run_dir/splits/*.parquet) to audit; image runs do not keep them",
+            "no stored splits (run_dir/splits/*.parquet or *.safetensors) to audit",
             where=str(run_dir),
+            hint="train the run again: runs keep their splits (image runs from before they did kept none)",
         )
     art = Artifact.load(run_dir)
     target = art.meta.get("target")

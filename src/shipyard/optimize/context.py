@@ -2,17 +2,12 @@
 
 The run's own artifact (``run_dir/model``) is the teacher / original: its torch module, its fitted preprocessor
 and its metadata (``model/shipyard.json``: task, model family and parameters, input spec, labels, target scale).
-The rows are the run's stored ``splits/*.parquet`` (tabular and text runs) passed through that preprocessor, or
-taken from the caller (the pipeline that has just prepared them), so every method sees exactly the rows the run
-was trained and tested on; no data source is read and no preprocessor is refitted.
+The rows are the run's stored splits (``splits/*.parquet`` for tabular and text runs, ``splits/*.safetensors`` for
+image runs: data/split_files.py) passed through that preprocessor, or taken from the caller (the pipeline that has
+just prepared them), so every method sees exactly the rows the run was trained and tested on; no data source is
+read and no preprocessor is refitted. A run folder without stored splits is an error that says so.
 
-Image runs store no splits (their rows are pixel arrays; the pipeline keeps the run folder small), and nothing
-else in the run folder holds their rows. What the folder does hold is how the rows were drawn: the data section
-of ``config.yaml`` (source, split fractions and seed) and the job file's folder in ``run.json``. So an image run's
-source is read again through the data layer with that section, relative paths resolving against that folder,
-and the rows go through the run's own preprocessor, not a refitted one (its pixel mean / std are the model's).
-
-``config.yaml`` is otherwise read only for the run's training recipe (optimiser, batch size, seed, augmentation),
+``config.yaml`` is read only for the run's training recipe (optimiser, batch size, seed, augmentation),
 and only by the methods that train (a pruning fine-tune, distillation).
 """
 
@@ -31,12 +26,10 @@ from torch import nn
 
 from shipyard.artifact import META, Artifact
 from shipyard.config.schema import Job
-from shipyard.data.prepare import PreparedData, SplitArrays, prepare_data
-from shipyard.data.splits import SPLIT_NAMES
+from shipyard.data.prepare import PreparedData, SplitArrays
+from shipyard.data.split_files import SPLIT_NAMES, read_split, stored_splits
 from shipyard.errors import ShipyardError
 from shipyard.evaluation.metrics import compute_metrics
-from shipyard.io import recorded_base_dir
-from shipyard.models.registry import get_family
 from shipyard.spec import InputSpec
 from shipyard.training.engine import Engine
 
@@ -103,13 +96,8 @@ class RunContext:
         return copy.deepcopy(self.artifact.model).eval()
 
 
-def load_run(
-    run_dir: Path, *, base_dir: Path | None = None, prepared: PreparedData | None = None, allow_incomplete: bool = False
-) -> RunContext:
-    """The run in ``run_dir``: its model, and its rows (``prepared`` when the caller already holds them).
-
-    ``base_dir`` resolves an image run's relative data paths (default: the job file's folder recorded at training).
-    """
+def load_run(run_dir: Path, *, prepared: PreparedData | None = None, allow_incomplete: bool = False) -> RunContext:
+    """The run in ``run_dir``: its model, and its rows (``prepared`` when the caller already holds them)."""
     run_dir = Path(run_dir)
     model_dir = run_dir / "model"
     if not (model_dir / META).is_file():
@@ -121,14 +109,10 @@ def load_run(
     artifact = Artifact.load(model_dir, allow_incomplete=allow_incomplete)
     if artifact.backend != "torch" or artifact.model is None:
         raise ShipyardError("the run's model is not a torch model; nothing to optimise", where=str(model_dir))
-    job = None
     if prepared is None:
-        # the rows the run stored (tabular and text): no data source is read again, so neither the working
-        # directory nor a moved source file matters
+        # the rows the run stored: no data source is read again, so neither the working directory nor a moved
+        # source file matters
         prepared = _prepared_from_splits(run_dir, artifact)
-    if prepared is None:  # image runs keep no splits: draw the same rows from the sources again
-        job = read_job(run_dir, why="the data section its rows are drawn from (it stored no splits)")
-        prepared = _prepared_from_sources(run_dir, artifact, job, Path(base_dir) if base_dir else None)
     scale = artifact.meta.get("target_scale")
     return RunContext(
         run_dir=run_dir,
@@ -137,7 +121,6 @@ def load_run(
         prepared=prepared,
         spec=InputSpec.from_meta(artifact.meta),
         target_scale=(float(scale[0]), float(scale[1])) if scale else None,
-        _job=job,
     )
 
 
@@ -175,33 +158,19 @@ def _prepared_from_frames(frames: dict[str, pd.DataFrame], artifact: Artifact, s
     )
 
 
-def _prepared_from_splits(run_dir: Path, artifact: Artifact) -> PreparedData | None:
-    """The run's stored ``splits/*.parquet`` through its own fitted preprocessor, or None if it stored none."""
-    folder = run_dir / "splits"
-    if not (folder / "train.parquet").is_file():
-        return None
+def _prepared_from_splits(run_dir: Path, artifact: Artifact) -> PreparedData:
+    """The run's stored splits through its own fitted preprocessor."""
+    paths = stored_splits(run_dir)
+    if "train" not in paths:
+        raise ShipyardError(
+            "the run folder holds no stored training split (splits/train.parquet or splits/train.safetensors)",
+            where=str(run_dir / "splits"),
+            hint="train the run again: runs keep their splits (image runs from before they did kept none)",
+        )
     # a split the run kept no rows of was not stored
-    frames = {n: pd.read_parquet(folder / f"{n}.parquet") for n in SPLIT_NAMES if (folder / f"{n}.parquet").is_file()}
+    frames = {name: read_split(path) for name, path in paths.items()}
     prepared = _prepared_from_frames(frames, artifact, _read_summary(run_dir))
     log.info("optimising on the run's stored splits: %s", {k: len(v) for k, v in prepared.splits.items()})
-    return prepared
-
-
-def _prepared_from_sources(run_dir: Path, artifact: Artifact, job: Job, base_dir: Path | None) -> PreparedData:
-    """An image run's rows: its sources read and split again exactly as training did (same section, same seed)."""
-    # text runs tokenise with the run's own saved encoder, so the rows match what the model was trained on
-    encoder = getattr(artifact.preprocessor, "text_encoder", None)
-    redrawn = prepare_data(
-        job,
-        base_dir=base_dir or recorded_base_dir(run_dir),
-        input_kinds=get_family(str(artifact.meta["model"]["type"])).input_kinds,
-        **({"text_encoder": encoder} if encoder else {}),
-    )
-    frames = {name: split.frame for name, split in redrawn.splits.items() if split.frame is not None}
-    prepared = _prepared_from_frames(frames, artifact, redrawn.summary)
-    log.info(
-        "optimising on the run's rows drawn again from its sources: %s", {k: len(v) for k, v in prepared.splits.items()}
-    )
     return prepared
 
 

@@ -60,21 +60,19 @@ def optimize_run(
     run_dir: Path | str,
     cfg: dict[str, Any] | OptimizeConfig | None = None,
     *,
-    base_dir: Path | None = None,
     prepared: Any = None,
     allow_incomplete: bool = False,
 ) -> dict[str, Any]:
     """Optimise a finished run; returns the trade-off table (also in ``optimized/optimize.json``).
 
-    The rows are the run's stored splits; only image runs (which store none) re-read their sources, with
-    ``base_dir`` resolving relative data paths (default: the job file's folder recorded at training time);
-    ``prepared`` (a `PreparedData`) skips re-reading the data when the caller already holds it. The returned
-    dict carries the report section under ``"section"`` (a `ReportSection`, not written to the JSON file).
+    The rows are the run's stored splits (no data source is read again); ``prepared`` (a `PreparedData`) skips
+    reading them when the caller already holds them. The returned dict carries the report section under
+    ``"section"`` (a `ReportSection`, not written to the JSON file).
     ``allow_incomplete`` is for the pipeline, which optimises before its run is complete.
     """
     config = parse_config(cfg)
     run_dir = Path(run_dir)
-    ctx = load_run(run_dir, base_dir=base_dir, prepared=prepared, allow_incomplete=allow_incomplete)
+    ctx = load_run(run_dir, prepared=prepared, allow_incomplete=allow_incomplete)
     threads = config.threads or default_threads()
     plan = None
     if "distill" in config.methods:
