@@ -13,7 +13,7 @@ column names the expression used — never the expression's values or the rows.
 
 The stored splits hold the features, the target, ``evaluation.sensitive_features`` and ``data.id_column`` (a
 record id that is never a model input, kept so that a person's rows can be found). An image split has no id
-column of its own: its rows carry ``row`` (the position in their source) and ``source`` (which of the job's
+column of its own: its rows carry ``row`` (their 1-based number in their source) and ``source`` (which of the job's
 sources), see :mod:`shipyard.data.split_files`, so ``--where "source == 'source' and row == 17"`` reaches one
 image.
 

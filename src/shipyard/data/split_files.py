@@ -7,10 +7,10 @@ other column (numbers as they are, labels and other strings as int64 codes with 
 a JSON header (``shipyard``) naming the columns in order. Read back, an image split is the same frame the pipeline
 split: the image column holds one uint8 array per row.
 
-Image rows carry two keys, because an image source has no id column: ``row``, the row's position in the source it
-was read from (0-based, as loaded: the n-th image of an IDX file, the n-th file of an image folder in sorted
-``<label>/<file>`` order), and ``source``, which of the job's sources that is (``source``, ``validation_source``
-or ``test_source``). An erasure request reaches them like any stored column:
+Image rows carry two keys, because an image source has no id column: ``row``, the row's number in the source it
+was read from (1-based, the number error messages use: the n-th image of an IDX file or of sklearn's digits, the
+n-th file of an image folder in sorted ``<label>/<file>`` order), and ``source``, which of the job's sources that
+is (``source``, ``validation_source`` or ``test_source``). An erasure request reaches them like any stored column:
 ``shipyard data forget RUN --where "source == 'source' and row in [12, 40]"``.
 
 Every stored split file is private (0600) and written atomically (a temporary file, then a rename). A missing or
@@ -67,7 +67,8 @@ def stored_splits(run_dir: Path) -> dict[str, Path]:
 
 def image_split_frame(frame: pd.DataFrame, source_key: str) -> pd.DataFrame:
     """An image split as it is stored: its columns plus the ``row`` / ``source`` keys (see the module doc). The
-    frame's index is the row's position in its source (the split keeps it; cleaning drops rows, never renumbers)."""
+    frame's index is the row's number in its source (data/sources.py sets it; cleaning drops rows and splitting
+    picks them, neither renumbers)."""
     for key in (ROW_COLUMN, SOURCE_COLUMN):
         if key in frame.columns:
             raise ShipyardError(
