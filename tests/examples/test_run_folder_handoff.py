@@ -3,13 +3,18 @@ work from another working directory with the data source gone.
 
 Every example job is trained on a small slice of its real data (written to a temporary data folder that
 SHIPYARD_DATA_DIR points at), for one epoch; the data folder is then moved away and the later commands run from a
-different folder. Image examples train on scikit-learn's digits (the MNIST jobs with their source swapped); text
-examples fine-tune a two-layer BERT with MiniLM's tokenizer instead of MiniLM itself (what each text example adds
+different folder. The MNIST examples train on a slice of the real IDX files (300 training and 100 test images,
+gzipped as the originals), which move away with the data folder; the digits example reads scikit-learn's bundled
+digits, so after training that loader is made to fail: any later read of the source would show. Image runs are
+then evaluated, optimised and sent an erasure request from their stored splits alone (they cannot be given a CSV
+of rows, so predict / explain do not apply to them). Text examples fine-tune a two-layer BERT with MiniLM's
+tokenizer instead of MiniLM itself (what each text example adds
 is its source's format and read options, which the small encoder exercises the same way, in a tenth of the time).
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 from pathlib import Path
@@ -22,6 +27,8 @@ from transformers import AutoTokenizer
 from typer.testing import CliRunner
 
 from shipyard.cli import app
+from shipyard.data.split_files import read_split
+from shipyard.evaluation.saved import evaluate_run
 from shipyard.pretrained import resolve_model_dir
 from tiny_bert import save_tiny_bert
 
@@ -49,8 +56,27 @@ def _per_class(src: Path, dst: Path, target: str, classes: int, per_class: int) 
     frame.to_csv(dst, index=False)
 
 
+def _idx_slice(src: Path, dst: Path, items: int) -> None:
+    """The first ``items`` items of a gzipped IDX file (images or labels), with its header's count rewritten."""
+    raw = gzip.decompress(src.read_bytes())
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    per_item = 1
+    for dim in dims[1:]:
+        per_item *= dim
+    header = raw[:4] + items.to_bytes(4, "big") + raw[8 : 4 + 4 * ndim]
+    body = raw[4 + 4 * ndim : 4 + 4 * ndim + items * per_item]
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_bytes(gzip.compress(header + body))
+
+
 def _slice_data(name: str, shared: Path, data: Path) -> None:
-    if name in ("adult_income", "adult_fairness"):
+    if name in ("mnist_cnn", "mnist_mlp"):
+        for prefix, items in (("train", 300), ("t10k", 100)):
+            for kind in ("images-idx3", "labels-idx1"):
+                file = f"{prefix}-{kind}-ubyte.gz"
+                _idx_slice(shared / "mnist" / file, data / "mnist" / file, items)
+    elif name in ("adult_income", "adult_fairness"):
         for file in ("adult.data", "adult.test"):
             _every_nth_line(shared / "adult" / file, data / "adult" / file, 400, header=True)
     elif name == "california_housing":
@@ -83,10 +109,9 @@ def _quick_job(path: Path, job_dir: Path, encoder: Path | None = None) -> Path:
     training = raw.setdefault("training", {})
     training.update(epochs=1, max_steps=4)
     training.pop("early_stopping", None)
-    if path.stem in IMAGE_EXAMPLES:
+    if path.stem == "digits_cnn":
         raw["data"]["source"] = {"format": "sklearn_digits", "limit": 400}
-        raw["data"].pop("test_source", None)
-        raw["data"]["split"] = {"method": "stratified", "validation": 0.1, "test": 0.2}
+    if path.stem in IMAGE_EXAMPLES:
         raw["data"].pop("augmentation", None)
     if path.stem in TEXT_EXAMPLES:
         raw["data"]["text"] = {**raw["data"].get("text", {}), "max_length": 32}
@@ -154,6 +179,9 @@ def test_later_commands_need_only_the_run_folder(
     monkeypatch.chdir(later)
     run_arg = str(Path("..") / "first" / "runs" / "r")  # relative to the later command's folder
 
+    if example.stem == "digits_cnn":  # its source is bundled with scikit-learn: reading it now fails the test
+        monkeypatch.setattr("sklearn.datasets.load_digits", _source_read)
+
     _ok(["optimize", run_arg, "--methods", "onnx", "--threads", "1"])
     if (run / "splits" / "test.parquet").is_file() or example.stem in IMAGE_EXAMPLES:
         _ok(["evaluate", run_arg])
@@ -161,9 +189,34 @@ def test_later_commands_need_only_the_run_folder(
         result = runner.invoke(app, ["evaluate", run_arg])
         assert result.exit_code == 2 and "no test rows" in result.output, result.output
     if example.stem in IMAGE_EXAMPLES:
+        _image_run_from_its_splits(run, run_arg)
         return  # image rows cannot be written to a CSV / JSONL file: predict and explain take tabular or text rows
     rows = _rows_file(run, later)
     _ok(["evaluate", run_arg, "--data", rows.name])
     _ok(["predict", run_arg, "--input", rows.name, "--output", "out.csv"])
     assert len(pd.read_csv(later / "out.csv")) == min(5, _stored_rows(run))
     _ok(["explain", run_arg, "--input", rows.name, "--n", "2"])
+
+
+def _source_read(*args: Any, **kwargs: Any) -> Any:
+    raise AssertionError("a later command read the run's data source again")
+
+
+def _image_run_from_its_splits(run: Path, run_arg: str) -> None:
+    """The stored image splits give the training-time test metrics again, and an erasure request (one test image,
+    by its keys) rewrites them and regenerates metrics and report from the remaining rows."""
+    assert sorted(p.name for p in (run / "splits").iterdir()) == [
+        "test.safetensors",
+        "train.safetensors",
+        "validation.safetensors",
+    ]
+    trained = json.loads((run / "metrics.json").read_text())["test"]
+    assert evaluate_run(run)["accuracy"] == pytest.approx(trained["accuracy"])  # the same rows as at training
+    test = read_split(run / "splits" / "test.safetensors")
+    key = test.iloc[0]
+    where = f"source == '{key['source']}' and row == {key['row']}"
+    _ok(["data", "forget", run_arg, "--where", where])
+    assert len(read_split(run / "splits" / "test.safetensors")) == len(test) - 1
+    assert json.loads((run / "data_summary.json").read_text())["rows"]["test"] == len(test) - 1
+    assert "Erasure" in (run / "report.html").read_text(encoding="utf-8")
+    _ok(["evaluate", run_arg])
