@@ -13,7 +13,7 @@ from shipyard.errors import ShipyardError
 from shipyard.loop.alerts import AlertSink
 from shipyard.loop.compare import compare_models
 from shipyard.loop.erasure import forget_predictions
-from shipyard.loop.feedback import FeedbackItem, labelled_rows, record_feedback
+from shipyard.loop.feedback import FeedbackItem, labelled_rows, record_feedback, submit_correction
 from shipyard.loop.monitor import run_check
 from shipyard.loop.predlog import PredictionLog, load_predictions
 from shipyard.loop.queue import build_queue, export_csv, import_csv, label_item, queued_items, skip_item, undo_item
@@ -60,8 +60,11 @@ def test_drift_alert_only_after_the_population_shifts(store, adult_young_run, ad
     thresholds = DriftThresholds(min_rows=200)
     sink = AlertSink()
     _serve(store, adult_young_run, young)
+    older = adult_frame[adult_frame["age"] >= 50].head(300)  # corrections an app recorded: not served traffic
+    for record, truth in zip(older[FEATURES].to_dict("records"), older["Y"], strict=True):
+        submit_correction("adult", record, truth, source="support", model_path=adult_young_run, store=store)
     calm = run_check(store, "adult", window_s=3600, thresholds=thresholds, sink=sink)
-    assert calm.status == "ok" and not calm.alerts, calm.summary()
+    assert calm.status == "ok" and not calm.alerts and calm.n_current == 600, calm.summary()
     _serve(store, adult_young_run, everyone)
     with store.connect() as conn:  # the window: only the newest 600 rows (the shifted traffic)
         conn.exec_driver_sql(

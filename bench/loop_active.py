@@ -1,0 +1,247 @@
+"""Active vs random picking, several seeds, where the model is short of labels; and a real MiniLM retrain (#14).
+
+``bench/loop.py`` showed both strategies closing the gap within 100 labels (an easy shift, one seed). Here:
+
+- ``--half tabular``: the real path (prediction log -> labelling queue -> feedback -> ``shipyard.loop.retrain``,
+  a new shipyard run each time). The original MLP learns from only ``--base-rows`` (500) Adult rows of people
+  under 40; the new population is people aged 40 and over (a harder slice than "everyone": higher incomes, other
+  occupations). Pool: ``--pool`` (2,000) ``adult.data`` rows aged 40+; new test: 4,000 ``adult.test`` rows aged 40+;
+  old test: 3,000 ``adult.test`` rows under 40 (both fixed across seeds). Per seed: a new base sample, base
+  training seed, pool draw and random picks; the ceiling (every pool label) is trained for the first
+  ``--ceiling-seeds`` (1) only.
+- ``--half text``: frozen MiniLM + logistic regression on cached embeddings (what ``mode: frozen`` learns; cheap
+  enough for many seeds), the picks made by the queue's own ``select``. Original: ``--text-base-rows`` (200) SST-2
+  sentences; pool: Financial PhraseBank positive/negative sentences (400 held out as the new test set); old test:
+  SST-2 ``test.tsv``. N goes down to 25, where the labels are scarce.
+- ``--half text-retrain``: the real thing for text, at N = 1,000 only: MiniLM fine-tuned (``mode: full``, 1 epoch)
+  on 1,000 SST-2 sentences, its answers on the PhraseBank pool logged, 1,000 picked (queue or random), labelled,
+  and ``shipyard.loop.retrain`` (what ``shipyard retrain RUN --with-feedback`` runs) fine-tunes a challenger.
+
+Arms: ``active`` = the labelling queue (margin uncertainty, then k-center diversity over the 5n least sure);
+``uncertainty`` = the n smallest margins alone (``select(..., pool_factor=1)``); ``random``. Reported per N and
+arm: the mean accuracy on the new population over seeds with a 95 % t-interval, and the paired difference
+active - random (same seed, same pool) with its 95 % t-interval.
+
+    PYTHONPATH=src SHIPYARD_DATA_DIR=../shared/data nice -n 10 .venv/bin/python bench/loop_active.py \
+        --half tabular|text|text-retrain [--seeds 3] [--out bench-loop-active.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from loop import ADULT_FEATURES, accuracy, adult_job, phrasebank, read_adult, text_job, train
+from shipyard.artifact import Artifact
+from shipyard.config.loop import LogPredictionsConfig
+from shipyard.loop.feedback import FeedbackItem, record_feedback
+from shipyard.loop.predlog import PredictionLog, load_predictions
+from shipyard.loop.queue import build_queue, select
+from shipyard.loop.retrain import retrain
+from shipyard.loop.store import LoopStore
+from shipyard.settings import data_dir
+
+log = logging.getLogger("bench.loop_active")
+ARMS = ("active", "uncertainty", "random")
+
+
+def interval(values: list[float]) -> dict[str, float]:
+    """Mean and 95 % t-interval half-width over seeds."""
+    arr = np.asarray(values, dtype=float)
+    half = float(stats.t.ppf(0.975, len(arr) - 1) * arr.std(ddof=1) / np.sqrt(len(arr))) if len(arr) > 1 else None
+    return {"mean": float(arr.mean()), "ci95": half, "n": len(arr)}
+
+
+def summarize(per_seed: list[dict[str, Any]], ns: list[int]) -> dict[str, Any]:
+    out: dict[str, Any] = {"base": interval([r["base"]["new"] for r in per_seed])}
+    out["ceiling"] = interval([r["ceiling"]["new"] for r in per_seed if "ceiling" in r])
+    out["old_base"] = interval([r["base"]["old"] for r in per_seed])
+    for n in ns:
+        for arm in ARMS:
+            key = f"{arm}-{n}"
+            if key in per_seed[0]:
+                out[key] = interval([r[key]["new"] for r in per_seed])
+                out[f"old-{key}"] = interval([r[key]["old"] for r in per_seed])
+        if f"active-{n}" in per_seed[0] and f"random-{n}" in per_seed[0]:
+            diff = [r[f"active-{n}"]["new"] - r[f"random-{n}"]["new"] for r in per_seed]
+            out[f"active-minus-random-{n}"] = interval(diff)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- tabular
+def tabular_seed(work: Path, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+    train_rows, test_rows = read_adult("adult.data"), read_adult("adult.test")
+    base_rows = train_rows[train_rows["age"] < 40].sample(n=args.base_rows, random_state=seed)
+    csv = work / f"adult-base-{seed}.csv"
+    base_rows.to_csv(csv, index=False)
+    job = adult_job(csv, f"adult-starved-{seed}")
+    job["training"].update(epochs=15, batch_size=64, seed=seed)
+    base_run = train(job, work)
+    pool = train_rows[train_rows["age"] >= 40].sample(n=args.pool, random_state=100 + seed)
+    new_test = test_rows[test_rows["age"] >= 40].sample(n=4000, random_state=7)
+    old_test = test_rows[test_rows["age"] < 40].sample(n=3000, random_state=8)
+    result: dict[str, Any] = {"base": {"new": accuracy(base_run, new_test), "old": accuracy(base_run, old_test)}}
+    log.info("seed %d base: %s", seed, result["base"])
+    records = pool[ADULT_FEATURES].to_dict("records")
+    outputs = Artifact.load(base_run).predict_records(records)
+    truth = pool["Y"].tolist()
+    plans = [(arm, n) for n in args.ns for arm in args.arms]
+    plans += [("ceiling", len(pool))] if seed < args.ceiling_seeds else []  # the costliest retrain of all
+    for arm, n in plans:
+        store = LoopStore(f"sqlite:///{work / f'fb-{seed}-{arm}-{n}.db'}")
+        plog = PredictionLog(store, model="adult", version=1, model_path=str(base_run / "model"),
+                             config=LogPredictionsConfig(batch_size=10_000))  # fmt: skip
+        ids = plog.log(records, outputs)
+        plog.close()
+        position = {pid: i for i, pid in enumerate(ids)}
+        if arm == "active":
+            chosen = list(build_queue(store, "adult", n)["_id"])
+        elif arm == "uncertainty":
+            frame = load_predictions(store, "adult").sort_values("_at", kind="stable").reset_index(drop=True)
+            picks, _ = select(frame, n, None, strategy="margin", pool_factor=1)
+            chosen = list(frame["_id"].iloc[picks])
+        elif arm == "random":
+            chosen = list(np.random.default_rng(200 + seed).choice(ids, size=n, replace=False))
+        else:
+            chosen = ids
+        for pid in chosen:
+            record_feedback(store, FeedbackItem(pid, label=truth[position[pid]]), actor="oracle", source="queue")
+        child = retrain(base_run, store=store, with_feedback=True)
+        key = f"{arm}-{n}" if arm != "ceiling" else "ceiling"
+        result[key] = {"new": accuracy(child["run_dir"], new_test), "old": accuracy(child["run_dir"], old_test)}
+        log.info("seed %d %s: %s", seed, key, result[key])
+    return result
+
+
+# ----------------------------------------------------------------------------------------------- text (frozen + LR)
+def text_lr(args: argparse.Namespace) -> dict[str, Any]:
+    from sklearn.linear_model import LogisticRegression
+
+    from shipyard.loop.drift import embed_texts
+
+    sst_all = pd.read_csv(data_dir() / "sst2" / "train.tsv", sep="\t")
+    old_test = pd.read_csv(data_dir() / "sst2" / "test.tsv", sep="\t")
+    fin = phrasebank().sample(frac=1.0, random_state=6)
+    new_test, pool = fin.iloc[:400], fin.iloc[400:]
+    emb_pool, emb_new, emb_old = (embed_texts(list(f["sentence"])) for f in (pool, new_test, old_test))
+    y_pool, y_new, y_old = (f["label"].astype(int).to_numpy() for f in (pool, new_test, old_test))
+    per_seed = []
+    for seed in range(args.seeds):
+        sst = sst_all.sample(n=args.text_base_rows, random_state=seed)
+        emb_sst, y_sst = embed_texts(list(sst["sentence"])), sst["label"].astype(int).to_numpy()
+
+        def fit(extra: np.ndarray, emb_sst=emb_sst, y_sst=y_sst) -> dict[str, float]:
+            x = np.vstack([emb_sst, emb_pool[extra]])
+            t = np.concatenate([y_sst, y_pool[extra]])
+            model = LogisticRegression(max_iter=2000, C=1.0).fit(x, t)
+            return {"new": float(model.score(emb_new, y_new)), "old": float(model.score(emb_old, y_old))}
+
+        result: dict[str, Any] = {"base": fit(np.array([], dtype=int)), "ceiling": fit(np.arange(len(pool)))}
+        proba = np.sort(LogisticRegression(max_iter=2000).fit(emb_sst, y_sst).predict_proba(emb_pool), axis=1)
+        frame = pd.DataFrame({"_margin": proba[:, -1] - proba[:, -2], "_confidence": proba[:, -1]})
+        for n in args.text_ns:
+            picks = {
+                "active": select(frame, n, emb_pool, strategy="margin")[0],
+                "uncertainty": select(frame, n, None, strategy="margin", pool_factor=1)[0],
+                "random": np.random.default_rng(300 + seed).choice(len(pool), size=n, replace=False),
+            }
+            for arm in args.arms:
+                result[f"{arm}-{n}"] = fit(np.asarray(picks[arm]))
+        log.info("text seed %d: %s", seed, {k: round(v["new"], 4) for k, v in result.items()})
+        per_seed.append(result)
+    return {"pool": len(pool), "summary": summarize(per_seed, args.text_ns), "each": per_seed}
+
+
+# ----------------------------------------------------------------------------------------------- text, real retrain
+def text_retrain(work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """One seed: MiniLM fine-tuned, then retrained by shipyard.loop.retrain with 1,000 labelled PhraseBank rows."""
+    sst = pd.read_csv(data_dir() / "sst2" / "train.tsv", sep="\t").sample(n=1000, random_state=0)
+    sst.to_csv(work / "sst_train.tsv", sep="\t", index=False)
+    job = text_job(work / "sst_train.tsv", "sst2-finetuned")
+    job["model"]["mode"] = "full"
+    job["training"].update(epochs=1, learning_rate=5e-5, batch_size=32)
+    started = time.perf_counter()
+    base_run = train(job, work)
+    fin = phrasebank().sample(frac=1.0, random_state=6)
+    new_test, pool = fin.iloc[:400], fin.iloc[400:]
+    old_test = pd.read_csv(data_dir() / "sst2" / "test.tsv", sep="\t")
+    acc = lambda run, frame: accuracy(run, frame, target="label")  # noqa: E731
+    result: dict[str, Any] = {"base": {"new": acc(base_run, new_test), "old": acc(base_run, old_test)},
+                              "base_seconds": time.perf_counter() - started}  # fmt: skip
+    log.info("text base (fine-tuned): %s", result["base"])
+    records = [{"sentence": s} for s in pool["sentence"]]
+    outputs = Artifact.load(base_run).predict_records(records)
+    truth = pool["label"].astype(str).tolist()
+    n = min(1000, len(pool))
+    for arm in args.text_retrain_arms:
+        store = LoopStore(f"sqlite:///{work / f'text-{arm}.db'}")
+        plog = PredictionLog(store, model="sst2", version=1, model_path=str(base_run / "model"),
+                             config=LogPredictionsConfig(batch_size=10_000))  # fmt: skip
+        ids = plog.log(records, outputs)
+        plog.close()
+        position = {pid: i for i, pid in enumerate(ids)}
+        if arm == "active":
+            chosen = list(build_queue(store, "sst2", n)["_id"])
+        else:
+            chosen = list(np.random.default_rng(5).choice(ids, size=n, replace=False))
+        for pid in chosen:
+            record_feedback(store, FeedbackItem(pid, label=truth[position[pid]]), actor="oracle", source="queue")
+        started = time.perf_counter()
+        child = retrain(base_run, store=store, with_feedback=True)
+        result[f"{arm}-{n}"] = {"new": acc(child["run_dir"], new_test), "old": acc(child["run_dir"], old_test),
+                                "seconds": time.perf_counter() - started}  # fmt: skip
+        log.info("text %s-%d (fine-tuned retrain): %s", arm, n, result[f"{arm}-{n}"])
+    result["pool"] = len(pool)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--half", choices=["tabular", "text", "text-retrain"], required=True)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--arms", default=",".join(ARMS))
+    parser.add_argument("--ns", default="100,300,500,1000", help="tabular label budgets")
+    parser.add_argument("--text-ns", default="25,50,100,300,1000", help="text label budgets")
+    parser.add_argument("--base-rows", type=int, default=500)
+    parser.add_argument("--pool", type=int, default=2000)
+    parser.add_argument("--ceiling-seeds", type=int, default=1, help="tabular: seeds that also train the ceiling")
+    parser.add_argument("--text-base-rows", type=int, default=200)
+    parser.add_argument("--text-retrain-arms", default="active,random")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    args.arms = [a for a in args.arms.split(",") if a]
+    args.ns = [int(n) for n in args.ns.split(",")]
+    args.text_ns = [int(n) for n in args.text_ns.split(",")]
+    args.text_retrain_arms = [a for a in args.text_retrain_arms.split(",") if a]
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stdout)
+    for noisy in ("shipyard.training", "shipyard.pipeline", "shipyard.data", "shipyard.evaluation"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench-loop-active-") as tmp:
+        work = Path(tmp)
+        if args.half == "tabular":
+            per_seed = [tabular_seed(work, seed, args) for seed in range(args.seeds)]
+            results: dict[str, Any] = {"summary": summarize(per_seed, args.ns), "each": per_seed}
+        elif args.half == "text":
+            results = text_lr(args)
+        else:
+            results = text_retrain(work, args)
+    results["seconds"] = time.perf_counter() - started
+    text = json.dumps(results, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
