@@ -104,6 +104,21 @@ def load_interactions(cfg: InteractionData, base_dir: Path) -> Interactions:
     return data
 
 
+def given_splits(cfg: RecommendConfig, data: Interactions, base_dir: Path) -> dict[str, pd.DataFrame]:
+    """``split.method: given``: each split's events from its Parquet file, checked like the source's events."""
+    out = {}
+    for name in SPLITS:
+        path = Path(getattr(cfg.split.files, name))
+        path = path if path.is_absolute() else base_dir / path
+        raw = _read_table(path, "parquet", f"recommend.split.files.{name}")
+        # users: not checked against the users table, so users who arrived after training (served events) count
+        out[name], summary = check_interactions(
+            raw, where=str(path), items=data.items, duplicates=cfg.data.duplicates, implicit=cfg.data.implicit
+        )
+        data.summary[f"given_{name}"] = summary
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- training
 def _build(cfg: RecommendConfig, data: Interactions, users: IdIndex, items: IdIndex, train: pd.DataFrame) -> Any:
     m = cfg.model
@@ -142,14 +157,18 @@ def train_recommender(
 ) -> dict[str, Any]:
     """Everything of a recommendation run but the generic run-folder files; returns metrics and summary."""
     data = load_interactions(cfg.data, base_dir)
+    s = cfg.split
+    if s.files is not None:  # given splits: the events are the files' (the source gives the metadata only)
+        splits = given_splits(cfg, data, base_dir)
+        data.frame = pd.concat([splits[n] for n in SPLITS], ignore_index=True)
     frame = data.frame
     user_index = IdIndex(sorted(frame.user_id.unique()))
     item_ids = sorted(set(frame.item_id.unique()) | (set(data.items.index) if data.items is not None else set()))
     item_index = IdIndex(item_ids)
-    s = cfg.split
-    splits = split_interactions(
-        frame, s.method, validation=s.validation, test=s.test, min_events=s.min_events, seed=s.seed
-    )
+    if s.files is None:
+        splits = split_interactions(
+            frame, s.method, validation=s.validation, test=s.test, min_events=s.min_events, seed=s.seed
+        )
     (run_dir / "splits").mkdir(parents=True, exist_ok=True)
     for name in SPLITS:
         atomic_write_parquet(run_dir / "splits" / f"{name}.parquet", splits[name].reset_index(drop=True), private=True)

@@ -141,7 +141,9 @@ def recommender_router(name: str, path: str | Path) -> APIRouter:
             raise _api_error(exc) from None
         if out["recorded"]:
             ts = req.timestamp if req.timestamp is not None else int(time.time())
-            events.append({"user_id": req.user_id, "item_id": out["item_id"], "rating": req.rating, "timestamp": ts})
+            rated = "rating" in req.model_fields_set  # a click without stars is no rating (retrain of MF skips it)
+            record = {"user_id": req.user_id, "item_id": out["item_id"], "rating": req.rating, "timestamp": ts}
+            events.append({**record, "rated": rated})
         return out
 
     @router.delete("/users/{user_id}", dependencies=[Depends(require_scope("admin"))])
