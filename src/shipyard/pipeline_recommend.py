@@ -33,6 +33,7 @@ from shipyard.io import INCOMPLETE, RUN_INFO, atomic_write_json, atomic_write_pa
 from shipyard.models.recommend.factor import BPR, BiasedMF
 from shipyard.models.recommend.two_tower import TwoTower, sequence_examples
 from shipyard.settings import data_dir
+from shipyard.training.engine import seed_everything
 from shipyard.training.recommend import NegativeSampler, Split, fit_recommender
 
 log = logging.getLogger(__name__)
@@ -176,6 +177,7 @@ def train_recommender(
     if train.empty:
         raise ShipyardError("no events left to train on", where="recommend.data", hint="check min_rating and the split")
     u, i = user_index.encode(train.user_id, where="train"), item_index.encode(train.item_id, where="train")
+    seed_everything(training.seed)  # weight initialisation is part of what the seed fixes (as in run_job)
     model = _build(cfg, data, user_index, item_index, train)
     inputs, callbacks = _engine_inputs(cfg.model.type, model, u, i, train)
     task = "classification" if cfg.model.type == "two_tower" else "regression"
@@ -242,7 +244,7 @@ def run_recommendation_job(
     if not resume:
         atomic_write_text(run_dir / "config.yaml", p.dump_config(job))
         atomic_write_json(run_dir / RUN_INFO, {"run_id": run_id, "base_dir": str(base_dir.resolve())})
-    if resume and p._known(store, run_id):
+    if resume and _in_store(store, run_id):
         store.reopen_run(run_id)
     else:
         store.start_run(
@@ -272,3 +274,11 @@ def run_recommendation_job(
             log.warning("could not record the failed run in the store")
         raise
     return p.RunResult(run_id=run_id, run_dir=run_dir, metrics=metrics, report=report)
+
+
+def _in_store(store: Any, run_id: str) -> bool:
+    try:
+        store.get(run_id)
+    except ShipyardError:
+        return False
+    return True
