@@ -132,7 +132,9 @@ def _build(cfg: RecommendConfig, data: Interactions, users: IdIndex, items: IdIn
 
     if data.items is None:
         raise ShipyardError("the two-tower model needs an items table", where="recommend.data.items")
-    item_x = item_feature_matrix(data.items, items.to_list())
+    # text: false leaves MiniLM out altogether (zero embeddings stand in for the text columns, then are cut off)
+    no_text = None if m.text else np.zeros((len(items), 384), np.float32)
+    item_x = item_feature_matrix(data.items, items.to_list(), text_embeddings=no_text)
     if not m.text:
         item_x = item_x[:, 384:]
     user_x = user_feature_matrix(data.users, users.to_list()) if data.users is not None else None
