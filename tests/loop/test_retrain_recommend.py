@@ -83,3 +83,27 @@ def test_without_events_and_a_bad_line(parent: Path) -> None:
         f.write('{"user_id": "somebody", "item_id": 7, "rating": 3, "timestamp": 1}\n')
     with pytest.raises(ShipyardError, match="line 4"):
         retrain(parent, store=None)
+
+
+def test_served_recommender_switches_to_the_retrained_version(parent: Path) -> None:
+    """POST .../versions loads the retrained run, carries over events it has not learnt, then answers from it."""
+    from fastapi.testclient import TestClient
+
+    from shipyard.serve.app import create_app
+
+    _served(parent)
+    child = Path(retrain(parent, store=None)["run_dir"])
+    with TestClient(create_app({"ml": parent}, auth=False)) as client:
+        assert client.get("/v1/models/ml/recommend", params={"user_id": 3}).json()["version"] == 1
+        assert client.post("/v1/models/ml/events", json={"user_id": 5, "item_id": 7, "timestamp": 2_100_000_000})
+        bad = client.post("/v1/models/ml/versions", json={"path": str(parent / "nowhere")})
+        assert bad.status_code == 422 and bad.json()["error"]["type"] == "load_failed"
+        switched = client.post("/v1/models/ml/versions", json={"path": str(child)}).json()
+        assert switched["version"] == 2 and switched["previous_version"] == 1
+        assert switched["events_carried_over"] == 1  # the click after the retrain; the others were learnt
+        body = client.get("/v1/models/ml/recommend", params={"user_id": 977, "k": 3}).json()
+        assert body["version"] == 2 and body["fallback"] is None  # the new user, learnt by version 2
+        five = client.get("/v1/models/ml/recommend", params={"user_id": 5}).json()["items"]
+        assert 7 not in [it["item_id"] for it in five]  # the carried-over click counts as seen
+    logged = [json.loads(ln) for ln in (child / "events.jsonl").read_text().splitlines()]
+    assert [(e["user_id"], e["item_id"]) for e in logged] == [(5, 7)]
