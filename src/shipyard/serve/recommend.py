@@ -8,6 +8,8 @@
 - ``DELETE /v1/models/{name}/users/{user_id}`` (admin): forget the user's served history and vector now, and
   remove their lines from the event log.
 - ``GET  /v1/models/{name}/items/{item_id}``: an item's metadata.
+- ``POST /v1/models/{name}/versions`` ``{"path": RUN}`` (admin): switch to another recommender run (a retrained
+  one), carrying over the events it has not learnt.
 
 Same API keys (predict scope, admin for erasure), error shape and access metrics as predict. An unknown user gets
 the popularity list with ``"fallback": "popularity"``; an unknown item is a 404 naming it. The state lives in
