@@ -116,7 +116,6 @@ def recommender_router(name: str, path: str | Path) -> APIRouter:
     """The routes of one recommender; its folder is loaded now (a bad folder fails before the server starts)."""
     router = APIRouter(tags=[f"recommender {name}"])
     router.served = Served(model_folder(path), 1)  # type: ignore[attr-defined]  # applications read it too
-    switching = threading.Lock()
 
     def answer(req: RecommendRequest) -> dict[str, Any]:
         if req.user_id is None and req.recent is None:
@@ -176,6 +175,14 @@ def recommender_router(name: str, path: str | Path) -> APIRouter:
         except ShipyardError as exc:
             raise _api_error(exc) from None
 
+    _versions_route(router, name)
+    return router
+
+
+def _versions_route(router: APIRouter, name: str) -> None:
+    """``POST /versions`` (admin): switch the router's recommender to another run."""
+    switching = threading.Lock()
+
     @router.post("/versions", dependencies=[Depends(require_scope("admin"))])
     def switch(body: VersionRequest) -> dict[str, Any]:
         """Load a retrained run, warm it up, carry over the events it has not learnt, then switch to it."""
@@ -184,7 +191,11 @@ def recommender_router(name: str, path: str | Path) -> APIRouter:
             try:
                 new = Served(model_folder(body.path), old.version + 1)
                 new.live.recommend(recent=[new.live.item_ids[0]], k=1)  # warm-up: FAISS and the towers run once
-            except (ShipyardError, OSError, KeyError, ValueError) as exc:
+            except (OSError, KeyError, ValueError) as exc:  # one answer, so the route cannot probe the file system
+                log.warning("recommender %r: no servable recommender at %s: %s", name, body.path, exc)
+                message = "could not load the new version: no readable recommender run at this path"
+                raise ApiError(422, "load_failed", message, field="path") from None
+            except ShipyardError as exc:
                 log.warning("recommender %r: new version from %s refused: %s", name, body.path, exc)
                 raise ApiError(422, "load_failed", f"could not load the new version: {exc}", field="path") from None
             carried = _carry_over(old, new)
@@ -193,8 +204,6 @@ def recommender_router(name: str, path: str | Path) -> APIRouter:
                  new.folder, carried)  # fmt: skip
         return {"name": name, "version": new.version, "previous_version": old.version, "path": str(new.folder),
                 "events_carried_over": carried}  # fmt: skip
-
-    return router
 
 
 def _carry_over(old: Served, new: Served) -> int:
