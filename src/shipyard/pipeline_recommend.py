@@ -28,12 +28,12 @@ from shipyard.config.schema import TrainingConfig
 from shipyard.data.interaction_splits import split_interactions
 from shipyard.data.interactions import IdIndex, Interactions, check_interactions, read_movielens
 from shipyard.errors import ShipyardError
-from shipyard.evaluation import ranking
+from shipyard.evaluation.recommend_eval import evaluate, popularity_metrics
 from shipyard.io import INCOMPLETE, RUN_INFO, atomic_write_json, atomic_write_parquet, atomic_write_text
-from shipyard.models.recommend.baselines import Popularity
 from shipyard.models.recommend.factor import BPR, BiasedMF
-from shipyard.models.recommend.two_tower import TwoTower, last_histories, sequence_examples
+from shipyard.models.recommend.two_tower import TwoTower, sequence_examples
 from shipyard.settings import data_dir
+from shipyard.training.engine import seed_everything
 from shipyard.training.recommend import NegativeSampler, Split, fit_recommender
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,21 @@ def load_interactions(cfg: InteractionData, base_dir: Path) -> Interactions:
     return data
 
 
+def given_splits(cfg: RecommendConfig, data: Interactions, base_dir: Path) -> dict[str, pd.DataFrame]:
+    """``split.method: given``: each split's events from its Parquet file, checked like the source's events."""
+    out = {}
+    for name in SPLITS:
+        path = Path(getattr(cfg.split.files, name))
+        path = path if path.is_absolute() else base_dir / path
+        raw = _read_table(path, "parquet", f"recommend.split.files.{name}")
+        # users: not checked against the users table, so users who arrived after training (served events) count
+        out[name], summary = check_interactions(
+            raw, where=str(path), items=data.items, duplicates=cfg.data.duplicates, implicit=cfg.data.implicit
+        )
+        data.summary[f"given_{name}"] = summary
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- training
 def _build(cfg: RecommendConfig, data: Interactions, users: IdIndex, items: IdIndex, train: pd.DataFrame) -> Any:
     m = cfg.model
@@ -117,7 +132,9 @@ def _build(cfg: RecommendConfig, data: Interactions, users: IdIndex, items: IdIn
 
     if data.items is None:
         raise ShipyardError("the two-tower model needs an items table", where="recommend.data.items")
-    item_x = item_feature_matrix(data.items, items.to_list())
+    # text: false leaves MiniLM out altogether (zero embeddings stand in for the text columns, then are cut off)
+    no_text = None if m.text else np.zeros((len(items), 384), np.float32)
+    item_x = item_feature_matrix(data.items, items.to_list(), text_embeddings=no_text)
     if not m.text:
         item_x = item_x[:, 384:]
     user_x = user_feature_matrix(data.users, users.to_list()) if data.users is not None else None
@@ -143,14 +160,18 @@ def train_recommender(
 ) -> dict[str, Any]:
     """Everything of a recommendation run but the generic run-folder files; returns metrics and summary."""
     data = load_interactions(cfg.data, base_dir)
+    s = cfg.split
+    if s.files is not None:  # given splits: the events are the files' (the source gives the metadata only)
+        splits = given_splits(cfg, data, base_dir)
+        data.frame = pd.concat([splits[n] for n in SPLITS], ignore_index=True)
     frame = data.frame
     user_index = IdIndex(sorted(frame.user_id.unique()))
     item_ids = sorted(set(frame.item_id.unique()) | (set(data.items.index) if data.items is not None else set()))
     item_index = IdIndex(item_ids)
-    s = cfg.split
-    splits = split_interactions(
-        frame, s.method, validation=s.validation, test=s.test, min_events=s.min_events, seed=s.seed
-    )
+    if s.files is None:
+        splits = split_interactions(
+            frame, s.method, validation=s.validation, test=s.test, min_events=s.min_events, seed=s.seed
+        )
     (run_dir / "splits").mkdir(parents=True, exist_ok=True)
     for name in SPLITS:
         atomic_write_parquet(run_dir / "splits" / f"{name}.parquet", splits[name].reset_index(drop=True), private=True)
@@ -158,13 +179,14 @@ def train_recommender(
     if train.empty:
         raise ShipyardError("no events left to train on", where="recommend.data", hint="check min_rating and the split")
     u, i = user_index.encode(train.user_id, where="train"), item_index.encode(train.item_id, where="train")
+    seed_everything(training.seed)  # weight initialisation is part of what the seed fixes (as in run_job)
     model = _build(cfg, data, user_index, item_index, train)
     inputs, callbacks = _engine_inputs(cfg.model.type, model, u, i, train)
     task = "classification" if cfg.model.type == "two_tower" else "regression"
     fit = fit_recommender(model, inputs, training, run_dir, callbacks=callbacks, resume=resume, task=task)
     metrics = {
-        "test": evaluate(cfg, model, data, splits, user_index, item_index, "test"),
-        "validation": evaluate(cfg, model, data, splits, user_index, item_index, "validation"),
+        "test": evaluate(cfg, model, splits, user_index, item_index, "test"),
+        "validation": evaluate(cfg, model, splits, user_index, item_index, "validation"),
         "training": {"epochs": fit.epochs_run, "steps": fit.global_step, "seconds": fit.seconds},
     }
     metrics["baseline"] = {"popularity": popularity_metrics(cfg, splits, user_index, item_index)}
@@ -190,69 +212,6 @@ def _item_meta(data: Interactions, items: IdIndex) -> dict[str, list[Any]]:
     if "genres" in rows.columns:
         meta["genres"] = [list(g) if isinstance(g, list | tuple | np.ndarray) else [] for g in rows["genres"]]
     return meta
-
-
-# ---------------------------------------------------------------------------------------------- evaluation
-def _scores(model: Any, kind: str, users: np.ndarray, train: pd.DataFrame, ui: IdIndex, ii: IdIndex) -> np.ndarray:
-    if kind == "two_tower":
-        u = ui.encode(train.user_id, where="train")
-        i = ii.encode(train.item_id, where="train")
-        hist = last_histories(u, i, train.timestamp.to_numpy(), len(ui), model.history)[users]
-        return model.user_vectors_from(hist, users) @ model.item_vectors().T
-    return model.user_vectors(users) @ model.item_vectors().T
-
-
-def evaluate(
-    cfg: RecommendConfig, model: Any, data: Interactions, splits: dict[str, pd.DataFrame], ui: IdIndex, ii: IdIndex,
-    name: str,
-) -> dict[str, Any]:  # fmt: skip
-    """Ranking (full-catalogue and sampled), beyond-accuracy, and rating error for MF, on one split."""
-    target = splits[name]
-    target = target[target.user_id.isin(ui.ids)]
-    if target.empty:
-        return {}
-    before = pd.concat([splits["train"]] + ([splits["validation"]] if name == "test" else []))
-    seen = ranking.interaction_matrix(
-        ui.encode(before.user_id, where="seen"), ii.encode(before.item_id, where="seen"), (len(ui), len(ii))
-    )
-    tu, ti = ui.encode(target.user_id, where=name), ii.encode(target.item_id, where=name)
-    users = np.unique(tu)
-    scores = _scores(model, cfg.model.type, users, before, ui, ii)
-    k = cfg.evaluation.k
-    relevant = [ti[tu == uu].tolist() for uu in users]
-    lists = ranking.top_k(scores, k, seen[users])
-    out: dict[str, Any] = {**ranking.ranking_metrics(lists, relevant, k), "protocol": "full catalogue"}
-    row_of = {int(uu): r for r, uu in enumerate(users)}
-
-    def score_fn(us: np.ndarray, cand: np.ndarray) -> np.ndarray:
-        return np.take_along_axis(scores[[row_of[int(x)] for x in us]], cand, axis=1)
-
-    n_neg = cfg.evaluation.sampled_negatives
-    out.update(ranking.sampled_ranking_metrics(score_fn, tu, ti, seen, len(ii), k=k, n_negatives=n_neg))
-    out["beyond_accuracy"] = ranking.beyond_accuracy(lists, seen, users)
-    if cfg.model.type == "mf":
-        pred = np.clip(model.predict_ratings(tu, ti), before.rating.min(), before.rating.max())
-        out.update(ranking.rating_metrics(target.rating.to_numpy(), pred))
-    return out
-
-
-def popularity_metrics(
-    cfg: RecommendConfig, splits: dict[str, pd.DataFrame], ui: IdIndex, ii: IdIndex
-) -> dict[str, Any]:
-    before = pd.concat([splits["train"], splits["validation"]])
-    seen = ranking.interaction_matrix(
-        ui.encode(before.user_id, where="seen"), ii.encode(before.item_id, where="seen"), (len(ui), len(ii))
-    )
-    test = splits["test"]
-    tu, ti = ui.encode(test.user_id, where="test"), ii.encode(test.item_id, where="test")
-    users = np.unique(tu)
-    if not len(users):
-        return {}
-    scores = Popularity(len(ii)).fit(seen).scores(len(users))
-    lists = ranking.top_k(scores, cfg.evaluation.k, seen[users])
-    out = ranking.ranking_metrics(lists, [ti[tu == uu].tolist() for uu in users], cfg.evaluation.k)
-    out["beyond_accuracy"] = ranking.beyond_accuracy(lists, seen, users)
-    return out
 
 
 # ---------------------------------------------------------------------------------------------- the run
@@ -287,7 +246,7 @@ def run_recommendation_job(
     if not resume:
         atomic_write_text(run_dir / "config.yaml", p.dump_config(job))
         atomic_write_json(run_dir / RUN_INFO, {"run_id": run_id, "base_dir": str(base_dir.resolve())})
-    if resume and p._known(store, run_id):
+    if resume and _in_store(store, run_id):
         store.reopen_run(run_id)
     else:
         store.start_run(
@@ -317,3 +276,11 @@ def run_recommendation_job(
             log.warning("could not record the failed run in the store")
         raise
     return p.RunResult(run_id=run_id, run_dir=run_dir, metrics=metrics, report=report)
+
+
+def _in_store(store: Any, run_id: str) -> bool:
+    try:
+        store.get(run_id)
+    except ShipyardError:
+        return False
+    return True

@@ -81,6 +81,7 @@ def test_recommend_events_and_fallbacks(client: Any, run_dir: Path) -> None:
 
 
 def test_forget_removes_user_everywhere(client: Any, run_dir: Path) -> None:
+    before = json.loads((run_dir / "metrics.json").read_text())
     client.post("/v1/models/ml/events", json={"user_id": 7, "item_id": 1, "rating": 4})
     assert client.delete("/v1/models/ml/users/7").json()["forgotten"]
     assert client.get("/v1/models/ml/recommend", params={"user_id": 7}).json()["fallback"] == "popularity"
@@ -92,6 +93,19 @@ def test_forget_removes_user_everywhere(client: Any, run_dir: Path) -> None:
     assert all(json.loads(ln)["user_id"] != 7 for ln in (run_dir / "events.jsonl").read_text().splitlines())
     meta = json.loads((run_dir / "model" / "shipyard.json").read_text())
     assert meta["erasure"]["needs_retraining"]
+    # metrics, summary, report and card are regenerated from the remaining events (user 7 had a test event)
+    assert {"metrics.json", "report.html", "model_card.md"} <= set(result["regenerated"])
+    after = json.loads((run_dir / "metrics.json").read_text())
+    assert after["test"]["users"] == before["test"]["users"] - 1 and after["training"] == before["training"]
+    assert meta["metrics"] == after["test"] and "popularity" in after["baseline"]
+    summary = json.loads((run_dir / "data_summary.json").read_text())
+    assert summary["erasure"]["rows_removed"] > 0 and summary["splits"]["test"] == after["test"]["users"]
+    assert "Events were erased" in (run_dir / "report.html").read_text()
+    assert "Events were erased" in (run_dir / "model_card.md").read_text()
+    from shipyard.store.runs import RunStore
+
+    stored = RunStore.for_root(run_dir.parent).get(run_dir.name)
+    assert stored.metrics["test"]["users"] == after["test"]["users"]
     from fastapi.testclient import TestClient
 
     from shipyard.serve.app import create_app

@@ -9,6 +9,7 @@ import typer
 
 from shipyard.cli.errors import handle_errors
 from shipyard.cli.output import console
+from shipyard.errors import ShipyardError
 
 
 def parse_students(items: list[str]) -> dict[str, Any]:
@@ -35,8 +36,20 @@ def optimize(
     threads: Annotated[int | None, typer.Option(help="Threads for latency measurement.")] = None,
 ) -> None:
     """Export, quantise, prune or distil a trained run; writes optimized/<method>/ and a trade-off table."""
+    from shipyard.artifact_recommend import is_recommender  # lazy: pulls torch, too slow for `shipyard --help`
     from shipyard.optimize import format_table, optimize_run  # lazy: pulls numpy, too slow for `shipyard --help`
 
+    # a recommender: the two-tower model's towers (optimize/recommend_onnx.py), not the predict trade-off table
+    if is_recommender(run / "model" if (run / "model").is_dir() else run):
+        from shipyard.optimize.recommend_onnx import export_towers
+
+        chosen = {m.strip() for m in methods.split(",") if m.strip()}
+        if not chosen <= {"onnx", "int8"}:
+            raise ShipyardError(f"a recommender supports --methods onnx,int8, not {sorted(chosen)}", where="--methods")
+        report = export_towers(run, int8="int8" in chosen, threads=threads or 1)
+        console.print_json(data=report)
+        console.print(f"towers: {Path(run) / 'optimized' / 'towers'}")
+        return
     cfg: dict[str, Any] = {
         "methods": [m.strip() for m in methods.split(",") if m.strip()],
         "sparsity": sparsity,

@@ -14,7 +14,7 @@ recommend:
     users: null
     implicit: false              # events without ratings (each counts 1)
     duplicates: keep             # keep | last | error
-  split: {method: leave_last_out}   # leave_last_out | time | random (validation / test shares, seed)
+  split: {method: leave_last_out}   # leave_last_out | time | random (validation / test shares, seed) | given
   model: {type: bpr, dim: 64}       # mf | bpr | two_tower
   evaluation: {k: 10, sampled_negatives: 100}
 ```
@@ -49,12 +49,28 @@ class InteractionData(_Strict):
     min_rating: float | None = None  # implicit use of ratings: keep events rated at least this (None: all)
 
 
+class GivenSplits(_Strict):
+    """``split.method: given``: each split's events from its own Parquet file (user_id, item_id, rating,
+    timestamp), e.g. a parent run's stored splits plus served events (`shipyard retrain`)."""
+
+    train: str
+    validation: str
+    test: str
+
+
 class InteractionSplit(_Strict):
-    method: Literal["leave_last_out", "time", "random"] = "leave_last_out"
+    method: Literal["leave_last_out", "time", "random", "given"] = "leave_last_out"
     validation: float = Field(default=0.1, ge=0, lt=1)  # time / random only
     test: float = Field(default=0.1, gt=0, lt=1)
     min_events: int = Field(default=3, ge=2)  # leave_last_out: users with fewer events stay in train
     seed: int = 0
+    files: GivenSplits | None = None  # given only
+
+    @model_validator(mode="after")
+    def _given_needs_files(self) -> InteractionSplit:
+        if (self.method == "given") != (self.files is not None):
+            raise ValueError("split.files (train, validation, test) goes with split.method: given, and only with it")
+        return self
 
 
 class RecommenderModel(_Strict):

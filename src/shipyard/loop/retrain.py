@@ -25,10 +25,12 @@ from typing import Any
 
 import pandas as pd
 
+from shipyard.artifact_recommend import is_recommender
 from shipyard.errors import ShipyardError
 from shipyard.io import atomic_write_parquet
 from shipyard.loop.feedback import labelled_rows
 from shipyard.loop.predlog import input_columns
+from shipyard.loop.retrain_recommend import retrain_recommendation
 from shipyard.loop.store import LoopStore
 from shipyard.store.runs import RunStore
 
@@ -85,6 +87,8 @@ def retrain(
     from shipyard.pipeline import load_run_job, run_job  # heavy (torch): only when a run is trained
 
     run_dir = Path(run_dir).resolve()
+    if is_recommender(run_dir / "model"):  # its feedback is the served events (events.jsonl), not prediction logs
+        return retrain_recommendation(run_dir, with_events=with_feedback, since=since, show_progress=show_progress)
     job, base_dir = load_run_job(run_dir)
     parent_id = _run_id(run_dir)
     missing = [s for s in SPLITS if not (run_dir / "splits" / f"{s}.parquet").is_file()]

@@ -158,8 +158,8 @@ def create_app(
     settings = ServeSettings.parse({**base, **overrides}) if overrides or settings is None else settings
     # recommenders (task: recommendation) answer /recommend and /events instead of /predict (serve/recommend.py)
     models, recommenders = split_recommenders(dict(models))
-    extra_routers = [*extra_routers, *recommender_mounts(recommenders)]
-    slots = _slots(models, apps=bool(extra_routers))
+    recommender_routes = recommender_mounts(recommenders)
+    slots = _slots(models, apps=bool(extra_routers) or bool(recommender_routes))
     key_store, audit = _key_store_and_audit(settings, key_store)
     state = ServeState(slots, settings, key_store, audit)
 
@@ -175,6 +175,8 @@ def create_app(
     security = route_dependencies(settings.auth)
     app.include_router(probes.router)
     app.include_router(models_router(state), prefix="/v1", dependencies=security)
+    # before the predict models' /versions: a recommender's own POST .../versions must match first
+    _mount_extra(app, recommender_routes, security)
     app.include_router(versions.router, prefix="/v1", dependencies=security)
     state.loop = ServeLoop(state, settings)
     app.include_router(feedback_router(state.loop), prefix="/v1", dependencies=security)

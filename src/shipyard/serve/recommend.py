@@ -8,6 +8,8 @@
 - ``DELETE /v1/models/{name}/users/{user_id}`` (admin): forget the user's served history and vector now, and
   remove their lines from the event log.
 - ``GET  /v1/models/{name}/items/{item_id}``: an item's metadata.
+- ``POST /v1/models/{name}/versions`` ``{"path": RUN}`` (admin): switch to another recommender run (a retrained
+  one), carrying over the events it has not learnt.
 
 Same API keys (predict scope, admin for erasure), error shape and access metrics as predict. An unknown user gets
 the popularity list with ``"fallback": "popularity"``; an unknown item is a 404 naming it. The state lives in
@@ -25,14 +27,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from shipyard.artifact_recommend import is_recommender, load_recommender
+from shipyard.artifact_recommend import INTERACTIONS, is_recommender, load_recommender
 from shipyard.errors import ShipyardError
 from shipyard.io import PRIVATE_MODE, atomic_write_text
 from shipyard.serve.dependencies import require_scope
 from shipyard.serve.errors import ApiError
+from shipyard.serve.schemas import VersionRequest
 
 log = logging.getLogger(__name__)
 EVENT_LOG = "events.jsonl"
@@ -98,26 +102,33 @@ def _api_error(exc: ShipyardError, status: int = 404) -> ApiError:
     return ApiError(status if kind == "unknown_item" else 422, kind, exc.render(), field=exc.where)
 
 
+class Served:
+    """The version a recommender's routes answer from; a version switch replaces it in one assignment."""
+
+    def __init__(self, folder: Path, version: int) -> None:
+        self.folder, self.version = folder, version
+        self.live, self.meta = load_recommender(folder)
+        self.events = EventLog(folder.parent / EVENT_LOG)
+        _replay(self.live, self.events.path)
+
+
 def recommender_router(name: str, path: str | Path) -> APIRouter:
     """The routes of one recommender; its folder is loaded now (a bad folder fails before the server starts)."""
-    folder = model_folder(path)
-    live, meta = load_recommender(folder)
-    events = EventLog(folder.parent / EVENT_LOG)
-    _replay(live, events.path)
     router = APIRouter(tags=[f"recommender {name}"])
-    router.live = live  # type: ignore[attr-defined]  # applications built on these routes add their own
+    router.served = Served(model_folder(path), 1)  # type: ignore[attr-defined]  # applications read it too
 
     def answer(req: RecommendRequest) -> dict[str, Any]:
         if req.user_id is None and req.recent is None:
             raise ApiError(422, "validation_error", "give user_id or recent (item ids)", field="user_id")
+        served = router.served  # type: ignore[attr-defined]
         try:
-            out = live.recommend(
+            out = served.live.recommend(
                 user_id=req.user_id, recent=req.recent, k=req.k, exclude_seen=req.exclude_seen,
                 category=req.category, mmr=req.mmr,
             )  # fmt: skip
         except ShipyardError as exc:
             raise _api_error(exc) from None
-        return {"model": name, "version": meta.get("created"), **out}
+        return {"model": name, "version": served.version, "created": served.meta.get("created"), **out}
 
     @router.get("/recommend")
     def recommend_get(
@@ -135,30 +146,88 @@ def recommender_router(name: str, path: str | Path) -> APIRouter:
 
     @router.post("/events")
     def record(req: EventRequest) -> dict[str, Any]:
+        served = router.served  # type: ignore[attr-defined]
+        live, events = served.live, served.events
         try:
             out = live.record_event(req.user_id, req.item_id, req.rating, req.timestamp)
         except ShipyardError as exc:
             raise _api_error(exc) from None
         if out["recorded"]:
             ts = req.timestamp if req.timestamp is not None else int(time.time())
-            events.append({"user_id": req.user_id, "item_id": out["item_id"], "rating": req.rating, "timestamp": ts})
+            rated = "rating" in req.model_fields_set  # a click without stars is no rating (retrain of MF skips it)
+            record = {"user_id": req.user_id, "item_id": out["item_id"], "rating": req.rating, "timestamp": ts}
+            events.append({**record, "rated": rated})
         return out
 
     @router.delete("/users/{user_id}", dependencies=[Depends(require_scope("admin"))])
     def forget(user_id: str) -> dict[str, Any]:
-        known = live.forget([user_id])
-        removed = events.remove_users({user_id})
+        served = router.served  # type: ignore[attr-defined]
+        known = served.live.forget([user_id])
+        removed = served.events.remove_users({user_id})
         log.info("forgot a user of %s: served state %s, %d logged events removed", name, bool(known), removed)
         return {"forgotten": bool(known), "events_removed": removed}
 
     @router.get("/items/{item_id}")
     def item(item_id: str) -> dict[str, Any]:
+        live = router.served.live  # type: ignore[attr-defined]
         try:
             return live.item_info(live.item_position(item_id))
         except ShipyardError as exc:
             raise _api_error(exc) from None
 
+    _versions_route(router, name)
     return router
+
+
+def _versions_route(router: APIRouter, name: str) -> None:
+    """``POST /versions`` (admin): switch the router's recommender to another run."""
+    switching = threading.Lock()
+
+    @router.post("/versions", dependencies=[Depends(require_scope("admin"))])
+    def switch(body: VersionRequest) -> dict[str, Any]:
+        """Load a retrained run, warm it up, carry over the events it has not learnt, then switch to it."""
+        with switching:
+            old = router.served  # type: ignore[attr-defined]
+            try:
+                new = Served(model_folder(body.path), old.version + 1)
+                new.live.recommend(recent=[new.live.item_ids[0]], k=1)  # warm-up: FAISS and the towers run once
+            except (OSError, KeyError, ValueError) as exc:  # one answer, so the route cannot probe the file system
+                log.warning("recommender %r: no servable recommender at %s: %s", name, body.path, exc)
+                message = "could not load the new version: no readable recommender run at this path"
+                raise ApiError(422, "load_failed", message, field="path") from None
+            except ShipyardError as exc:
+                log.warning("recommender %r: new version from %s refused: %s", name, body.path, exc)
+                raise ApiError(422, "load_failed", f"could not load the new version: {exc}", field="path") from None
+            carried = _carry_over(old, new)
+            router.served = new  # type: ignore[attr-defined]
+        log.info("recommender %r: version %d (%s) now serves; %d events carried over", name, new.version,
+                 new.folder, carried)  # fmt: skip
+        return {"name": name, "version": new.version, "previous_version": old.version, "path": str(new.folder),
+                "events_carried_over": carried}  # fmt: skip
+
+
+def _carry_over(old: Served, new: Served) -> int:
+    """Events the old version received after the newest event the new model knows: folded into the new version
+    and appended to its log, so a switch to a model retrained a while ago loses no one's recent clicks."""
+    if not old.events.path.is_file():
+        return 0
+    known = pd.read_parquet(new.folder / INTERACTIONS, columns=["timestamp"]).timestamp
+    newest = int(known.max()) if len(known) else -1
+    carried = 0
+    for line in old.events.path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        rec = json.loads(line)
+        if int(rec.get("timestamp", 0)) <= newest:
+            continue
+        try:
+            new.live.record_event(rec["user_id"], rec["item_id"], float(rec.get("rating", 1.0)), rec["timestamp"])
+        except ShipyardError as exc:  # an item the new version lacks: logged, not fatal
+            log.warning("event not carried over to the new version: %s", exc)
+            continue
+        new.events.append(rec)
+        carried += 1
+    return carried
 
 
 def _replay(live: Any, path: Path) -> None:

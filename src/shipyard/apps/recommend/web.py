@@ -35,11 +35,10 @@ def api_routers(context: AppContext) -> list[Any]:
     from shipyard.serve.recommend import recommender_router  # FastAPI: only when served
 
     router = recommender_router("recommend", _run(context))
-    live = router.live  # type: ignore[attr-defined]
 
     @router.get("/users")
     def users(limit: int = 50) -> dict[str, Any]:
-        return {"users": live.user_ids(limit)}
+        return {"users": router.served.live.user_ids(limit)}  # type: ignore[attr-defined]  # the current version
 
     return [router]
 

@@ -1,0 +1,168 @@
+"""ONNX export of a two-tower recommender's towers, checked against torch (and an int8 variant, measured).
+
+``shipyard optimize RUN --methods onnx[,int8]`` on a two-tower run writes ``RUN/optimized/towers/``:
+
+- ``item_tower.onnx``: ``item_x`` (N, F) item feature rows and ``item`` (N,) item positions -> (N, dim) unit
+  item vectors (the MLP over the metadata plus the learnt id embedding of items seen in training; a cold item
+  has none, so a new item's vector needs only its feature row);
+- ``user_tower.onnx``: ``hist`` (N, history) recent item positions (-1 pads, most recent last) and ``uidx`` (N,)
+  user positions (-1: anonymous) -> (N, dim) unit user vectors; the catalogue's item vectors and the users'
+  feature rows are constants of the graph;
+- ``*.int8.onnx`` (``int8``): dynamic int8 quantisation of the same graphs (weights per channel);
+- ``towers.json``: for each file, the largest absolute difference from torch over every item / every user with a
+  history, and the top-k agreement of the recommendations built from its vectors (the overlap of each user's
+  top-k list, seen items excluded, with torch's), plus the file sizes.
+
+A file whose fp32 vectors differ from torch's by more than ``TOLERANCE`` is refused (removed, an error); an int8
+file is kept with its measured agreement, and ``int8_agreement_ok`` says whether it met ``INT8_MIN_AGREEMENT``
+(whether it is also faster is measured by ``bench/recommend_onnx.py``, not here). MF and
+BPR have no towers to run (their vectors are lookup tables, already in the FAISS index): refused with that reason.
+Serving still computes the towers in torch; these files are for deployments that run ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from shipyard.artifact_recommend import INTERACTIONS, load_recommender
+from shipyard.errors import ShipyardError
+from shipyard.io import atomic_write_json
+from shipyard.models.recommend.two_tower import TwoTower, last_histories
+from shipyard.optimize.measure import max_abs_diff, ort_session
+from shipyard.optimize.quantize import quantize_dynamic_int8
+
+log = logging.getLogger(__name__)
+TOLERANCE = 1e-4  # unit vectors: fp32 graph against torch
+INT8_MIN_AGREEMENT = 0.9  # top-k overlap below this and int8 does not pay, whatever its speed or size
+OPSET = 17
+
+
+class ItemTower(nn.Module):
+    def __init__(self, model: TwoTower) -> None:
+        super().__init__()
+        self.mlp, self.ids = model.item_mlp, model.item_id
+        self.register_buffer("known", model.known.to(torch.float32).unsqueeze(-1))
+
+    def forward(self, item_x: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.mlp(item_x) + self.ids(item) * self.known[item], dim=-1)
+
+
+class UserTower(nn.Module):
+    """The user tower of `TwoTower._user` with the catalogue's item vectors fixed (the graph's constants)."""
+
+    def __init__(self, model: TwoTower) -> None:
+        super().__init__()
+        self.model = model
+        with torch.no_grad():
+            self.register_buffer("items", model._item_all().detach().clone())
+
+    def forward(self, hist: torch.Tensor, uidx: torch.Tensor) -> torch.Tensor:
+        return self.model._user(self.items, hist, uidx)
+
+
+def _export(module: nn.Module, sample: tuple[torch.Tensor, ...], names: list[str], path: Path) -> None:
+    axes = {n: {0: "batch"} for n in [*names, "vectors"]}
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(
+            module.eval(), sample, str(path), input_names=names, output_names=["vectors"], opset_version=OPSET,
+            dynamic_axes=axes, do_constant_folding=True, dynamo=False,
+        )  # fmt: skip
+
+
+def _top_k_overlap(
+    users: np.ndarray, items: np.ndarray, ref_u: np.ndarray, ref_i: np.ndarray, seen: Any, k: int
+) -> float:
+    def lists(u: np.ndarray, i: np.ndarray) -> np.ndarray:
+        scores = u @ i.T
+        scores[seen] = -np.inf
+        return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+
+    a, b = lists(users, items), lists(ref_u, ref_i)
+    return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(a, b, strict=True)])) if len(a) else 1.0
+
+
+def _run(path: Path, inputs: dict[str, np.ndarray], threads: int) -> np.ndarray:
+    session = ort_session(path, threads)
+    # an input the graph never reads (uidx when there is no users table) is dropped by the exporter
+    return np.asarray(session.run(None, {i.name: inputs[i.name] for i in session.get_inputs()})[0])
+
+
+def export_towers(run: str | Path, *, int8: bool = False, threads: int = 1, k: int = 10) -> dict[str, Any]:
+    """Write the towers of a two-tower run (or model folder) and return what ``towers.json`` records."""
+    run = Path(run)
+    model_dir = run / "model" if (run / "model").is_dir() else run
+    live, meta = load_recommender(model_dir)
+    if meta["model"]["type"] != "two_tower":
+        raise ShipyardError(
+            f"a {meta['model']['type']} model has no towers to export: its user and item vectors are lookup "
+            "tables, already in the FAISS index",
+            where=str(model_dir),
+            hint="ONNX export applies to model.type: two_tower",
+        )
+    model: TwoTower = live.model.eval()
+    out_dir = (model_dir.parent if model_dir.name == "model" else model_dir) / "optimized" / "towers"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    n_items = model.n_items
+    item_inputs = {"item_x": model.item_x.numpy(), "item": np.arange(n_items, dtype=np.int64)}
+    events = pd.read_parquet(model_dir / INTERACTIONS)
+    ids = json.loads((model_dir / "ids.json").read_text(encoding="utf-8"))
+    pos_u = {v: i for i, v in enumerate(ids["users"])}
+    pos_i = {v: i for i, v in enumerate(ids["items"])}
+    events = events[events.user_id.isin(pos_u) & events.item_id.isin(pos_i)]
+    u = events.user_id.map(pos_u).to_numpy(np.int64)
+    i = events.item_id.map(pos_i).to_numpy(np.int64)
+    hist = last_histories(u, i, events.timestamp.to_numpy(), len(ids["users"]), model.history)
+    users = np.flatnonzero((hist >= 0).any(axis=1))
+    user_inputs = {"hist": hist[users], "uidx": users.astype(np.int64)}
+    seen = np.zeros((len(users), n_items), bool)
+    row = {int(x): r for r, x in enumerate(users)}
+    keep = np.isin(u, users)
+    seen[[row[int(x)] for x in u[keep]], i[keep]] = True
+    with torch.no_grad():
+        ref_items = ItemTower(model)(*(torch.as_tensor(v) for v in item_inputs.values())).numpy()
+        ref_users = UserTower(model)(*(torch.as_tensor(v) for v in user_inputs.values())).numpy()
+    files = {"item_tower": out_dir / "item_tower.onnx", "user_tower": out_dir / "user_tower.onnx"}
+    _export(ItemTower(model), tuple(torch.as_tensor(v[:4]) for v in item_inputs.values()), list(item_inputs),
+            files["item_tower"])  # fmt: skip
+    _export(UserTower(model), tuple(torch.as_tensor(v[:4]) for v in user_inputs.values()), list(user_inputs),
+            files["user_tower"])  # fmt: skip
+    report: dict[str, Any] = {"k": k, "users": len(users), "items": n_items, "tolerance": TOLERANCE, "files": {}}
+    variants = {"fp32": files}
+    if int8:
+        variants["int8"] = {}
+        with tempfile.TemporaryDirectory() as work:
+            for name, path in files.items():
+                q = out_dir / f"{name}.int8.onnx"
+                quantize_dynamic_int8(path, q, Path(work))
+                variants["int8"][name] = q
+    for variant, paths in variants.items():
+        vi, vu = _run(paths["item_tower"], item_inputs, threads), _run(paths["user_tower"], user_inputs, threads)
+        entry = {
+            "item_max_abs_diff": max_abs_diff(ref_items, vi),
+            "user_max_abs_diff": max_abs_diff(ref_users, vu),
+            f"top{k}_agreement": _top_k_overlap(vu, vi, ref_users, ref_items, seen, k),
+            "bytes": {name: p.stat().st_size for name, p in paths.items()},
+        }
+        report["files"][variant] = entry
+        worst = max(entry["item_max_abs_diff"], entry["user_max_abs_diff"])
+        if variant == "fp32" and worst > TOLERANCE:
+            for p in paths.values():
+                p.unlink(missing_ok=True)
+            raise ShipyardError(f"the ONNX towers differ from torch by {worst:.2e} (> {TOLERANCE})", where=str(out_dir))
+    if int8:
+        report["int8_agreement_ok"] = report["files"]["int8"][f"top{k}_agreement"] >= INT8_MIN_AGREEMENT
+    atomic_write_json(out_dir / "towers.json", report)
+    log.info("exported the towers to %s: %s", out_dir, report["files"])
+    return report
