@@ -13,7 +13,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -140,13 +140,27 @@ class Store:
         rows = self.db.execute("SELECT key, value FROM positions WHERE source = ?", (source,))
         return dict(rows.fetchall())
 
-    def add_correction(self, doc_id: str, label: str) -> bool:
-        row = self.db.execute("SELECT text FROM documents WHERE id = ?", (doc_id,)).fetchone()
-        if row is None:
-            return False
+    def document(self, doc_id: str) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT text, label, score FROM documents WHERE id = ?", (doc_id,)).fetchone()
+        return None if row is None else {"id": doc_id, "text": row[0], "label": row[1], "score": row[2]}
+
+    def add_correction(self, doc_id: str, label: str, then: Callable[[], None] | None = None) -> str | None:
+        """Store a stored document's correction; returns None, or the earlier label when it was corrected already
+        (nothing written). ``then`` runs inside the transaction (the loop's write): if it raises, nothing is kept."""
         with self.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO corrections VALUES (?,?,?,?)", (doc_id, label, row[0], time.time()))
-        return True
+            prior = db.execute("SELECT label FROM corrections WHERE doc_id = ?", (doc_id,)).fetchone()
+            if prior is not None:
+                return str(prior[0])
+            db.execute(
+                "INSERT INTO corrections SELECT id, ?, text, ? FROM documents WHERE id = ?",
+                (label, time.time(), doc_id),
+            )
+            if then is not None:
+                then()
+        return None
+
+    def corrections(self) -> dict[str, str]:
+        return dict(self.db.execute("SELECT doc_id, label FROM corrections").fetchall())
 
     # ------------------------------------------------------------------ inbox (HTTP ingest)
     def enqueue(self, records: Iterable[dict[str, Any]]) -> int:
@@ -199,11 +213,12 @@ class Store:
 
     def documents_for(self, entity: str, start: float, end: float, limit: int = 50) -> list[dict[str, Any]]:
         rows = self.db.execute(
-            "SELECT d.id, d.ts, d.text, m.score, d.label, d.source FROM mentions m JOIN documents d ON d.id = m.doc_id "
+            "SELECT d.id, d.ts, d.text, m.score, d.label, d.source, c.label FROM mentions m "
+            "JOIN documents d ON d.id = m.doc_id LEFT JOIN corrections c ON c.doc_id = d.id "
             "WHERE m.entity = ? AND m.ts >= ? AND m.ts < ? ORDER BY m.ts DESC LIMIT ?",
             (entity, start, end, limit),
         )
-        keys = ("id", "ts", "text", "score", "label", "source")
+        keys = ("id", "ts", "text", "score", "label", "source", "corrected")
         return [dict(zip(keys, r, strict=True)) for r in rows.fetchall()]
 
     def alerts(self, after_id: int = 0, entity: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
