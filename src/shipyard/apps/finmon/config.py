@@ -54,7 +54,7 @@ class Entity(Strict):
 class ModelSettings(Strict):
     run: str  # a Financial PhraseBank run folder (or a model folder)
     prefer: list[Literal["int8", "onnx", "original"]] = Field(default_factory=lambda: ["int8", "onnx", "original"])
-    batch_size: int = Field(default=128, ge=1)
+    batch_size: int = Field(default=64, ge=1)  # sentences per model call (sorted by length: little padding)
     max_sentences: int = Field(default=8, ge=1)  # per document: long articles are scored on their first sentences
     num_threads: int | None = Field(default=None, ge=1)
 
