@@ -49,3 +49,19 @@ def config_dict(tmp_path: Path, run: str | Path = "unused", **overrides: Any) ->
     }
     data.update(overrides)
     return data
+
+
+def burst_stream(t0: int, seed: int = 0) -> list[dict[str, Any]]:
+    """90 quiet minutes of Nokia news (two a minute, mixed tone), 12 bad-news stories in one minute, then a later
+    document that closes that minute's bucket: with
+    ``config_dict``'s alert rules and ``keyword_model``, one negative alert on NOKIA in minute 90."""
+    rng = np.random.default_rng(seed)
+    filler = ["plant", "order", "network", "deal", "unit", "board", "market", "quarter", "guidance", "contract"]
+
+    def words() -> str:  # distinct filler, so that no two documents are near-duplicates
+        return " ".join(rng.choice(filler, 6)) + f" {rng.integers(1_000_000)}"
+
+    docs = [{"id": f"b{m}-{k}", "ts": t0 + m * 60 + k, "text": f"Nokia {rng.choice(['rose', 'fell', 'met'])} {words()}"}
+            for m in range(90) for k in range(2)]  # fmt: skip
+    docs += [{"id": f"x{k}", "ts": t0 + 90 * 60 + k, "text": f"Nokia profit fell, a loss {words()}"} for k in range(12)]
+    return [*docs, {"id": "late", "ts": t0 + 93 * 60, "text": "Stora Enso opened a mill"}]  # closes minute 90

@@ -41,7 +41,9 @@ def words(rng: np.random.Generator) -> str:
 
 
 def test_ingest_api_and_pages(tmp_path: Path) -> None:
-    config = validate_config(config_dict(tmp_path, sources=[{"type": "http", "max_batch": 500}]))
+    # corrections stay local here (no run folder); test_finmon_corrections.py files them in the loop
+    http = [{"type": "http", "max_batch": 500}]
+    config = validate_config(config_dict(tmp_path, sources=http, corrections={"loop": False}))
     context = FinmonContext.from_config(config)
     app = FastAPI()
     for router in APP.routers(context):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 from finmon_helpers import WATCHLIST, config_dict
 
@@ -18,6 +20,7 @@ from shipyard.apps.finmon.processing import (
     normalize,
     parse_envelope,
     sentences,
+    shingles,
 )
 from shipyard.config.errors import ConfigError
 
@@ -92,7 +95,21 @@ def test_near_duplicate_memory_is_bounded() -> None:
     texts = [f"story number {word} about many different things here" for word in ("alpha", "bravo", "charlie")]
     for i, text in enumerate(texts):
         dedup.check_and_add(str(i), text)
-    assert len(dedup.lsh.keys) == 2 and "0" not in dedup.lsh.keys
+    assert list(dedup.keys) == ["1", "2"] and all("0" not in b for t in dedup.tables for b in t.values())
+
+
+def test_batch_signatures_equal_datasketch_and_a_batch_sees_its_own_copies() -> None:
+    from datasketch import MinHash
+
+    dedup = NearDuplicates(threshold=0.7, num_perm=64, memory=100)
+    texts = ["Nokia said its net sales fell 12 percent in the quarter", "short", "Stora Enso closes a mill " * 2000]
+    for text, signature in zip(texts, dedup.signatures(texts), strict=True):  # the last one spans chunks
+        reference = MinHash(num_perm=64, seed=1, scheme="legacy", hashfunc=zlib.crc32)
+        reference.update_batch(list(shingles(text)))
+        assert np.array_equal(signature, reference.hashvalues)
+    body = "Nokia Oyj said on Thursday that its third-quarter net sales fell 12 percent to 6.5 billion euros"
+    assert dedup.check_batch(["a", "b", "c"], [body, f"(Reuters) - {body}", "An unrelated note on paper"]) == [
+        None, "a", None]  # fmt: skip
 
 
 @pytest.mark.parametrize(

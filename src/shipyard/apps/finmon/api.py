@@ -14,6 +14,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Body, HTTPException, Query
 from pydantic import BaseModel
 
+from shipyard.apps.finmon import corrections
 from shipyard.apps.finmon.config import FinmonConfig, HttpSource, load_config
 from shipyard.apps.finmon.store import Store
 from shipyard.errors import ShipyardError
@@ -114,10 +115,12 @@ def api_router(context: Any) -> APIRouter:
             return store.alerts(after_id, entity, limit)
 
     @router.post("/documents/{doc_id}/correction")
-    def correct(doc_id: str, correction: Correction) -> dict[str, str]:
-        with ctx.db() as store:
-            if not store.add_correction(doc_id, correction.label):
-                raise HTTPException(404, f"unknown document {doc_id!r}")
-        return {"document": doc_id, "label": correction.label}
+    def correct(doc_id: str, correction: Correction) -> dict[str, Any]:
+        """An analyst's sentiment for a document: stored, and filed in the loop's feedback for `shipyard retrain`."""
+        try:
+            with ctx.db() as store:
+                return corrections.correct(store, ctx.config, doc_id, correction.label)
+        except ShipyardError as exc:
+            raise HTTPException(getattr(exc, "status", 422), exc.message) from None
 
     return router

@@ -54,7 +54,7 @@ class Entity(Strict):
 class ModelSettings(Strict):
     run: str  # a Financial PhraseBank run folder (or a model folder)
     prefer: list[Literal["int8", "onnx", "original"]] = Field(default_factory=lambda: ["int8", "onnx", "original"])
-    batch_size: int = Field(default=128, ge=1)
+    batch_size: int = Field(default=64, ge=1)  # sentences per model call (sorted by length: little padding)
     max_sentences: int = Field(default=8, ge=1)  # per document: long articles are scored on their first sentences
     num_threads: int | None = Field(default=None, ge=1)
 
@@ -135,6 +135,16 @@ class Batching(Strict):
     progress_seconds: float = Field(default=10.0, gt=0)
 
 
+class Corrections(Strict):
+    """Analysts' sentiment corrections: kept in the monitor's store and, with ``loop`` on, sent to the loop's
+    feedback store of the model's runs folder (``shipyard retrain <run>`` then trains on them)."""
+
+    loop: bool = True
+    model_name: str = Field(default="finmon", pattern=r"^[A-Za-z0-9_.-]{1,64}$")  # the name feedback is filed under
+    retention_days: float = Field(default=30.0, gt=0)  # how long the loop keeps the corrected text
+    database_url: str | None = None  # the loop store, when it is not the runs folder's SQLite file
+
+
 class FinmonConfig(Strict):
     name: str = "finmon"
     model: ModelSettings
@@ -145,6 +155,7 @@ class FinmonConfig(Strict):
     sinks: Sinks = Field(default_factory=Sinks)
     processing: Processing = Field(default_factory=Processing)
     batching: Batching = Field(default_factory=Batching)
+    corrections: Corrections = Field(default_factory=Corrections)
     store: str = "finmon.sqlite"
     base_dir: str = "."  # set by the loader: relative paths start at the YAML file's folder
 

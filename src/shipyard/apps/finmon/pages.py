@@ -1,17 +1,22 @@
 """The dashboard: server-rendered HTML with inline SVG (no CDN, no script needed): the entities with sentiment
 and volume sparklines, an entity page with its series, alert markers and the documents behind them, and the
-live alert feed (it refreshes itself every few seconds)."""
+live alert feed (it refreshes itself every few seconds). Each document on an entity page has a form to correct its
+sentiment (a plain POST form: the dashboard's SameSite=Strict login cookie keeps other sites from sending it)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from html import escape
 from typing import Any
+from urllib.parse import quote
 
-from fastapi import APIRouter, HTTPException
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
 
+from shipyard.apps.finmon import corrections
 from shipyard.apps.finmon.api import resolve_context
+from shipyard.errors import ShipyardError
+from shipyard.serve.ui.forms import form_of
 
 STYLE = """<style>body{font:14px system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse}
 td,th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left}.neg{color:#b00}.pos{color:#070}
@@ -58,6 +63,18 @@ def _alert_row(alert: dict[str, Any], link: bool = True) -> str:
             f"<td><ul>{docs}</ul></td></tr>")  # fmt: skip
 
 
+def _correction_cell(doc: dict[str, Any], entity: str) -> str:
+    """The analyst's correction of a document, or the form to give one (one per document)."""
+    if doc.get("corrected"):
+        return f'<span class="corrected">corrected: {escape(doc["corrected"])}</span>'
+    options = "".join(f'<option value="{label}"{" selected" if label == doc["label"] else ""}>{label}</option>'
+                      for label in corrections.LABELS)  # fmt: skip
+    return (f'<form class="correct" method="post" action="../corrections"><input type="hidden" name="doc_id" '
+            f'value="{escape(doc["id"])}"><input type="hidden" name="entity" value="{escape(entity)}">'
+            f'<select name="label" aria-label="right sentiment">{options}</select> '
+            f'<button type="submit">correct</button></form>')  # fmt: skip
+
+
 def pages_router(context: Any) -> APIRouter:
     ctx = resolve_context(context)
     router = APIRouter(tags=["finmon pages"])
@@ -83,7 +100,7 @@ def pages_router(context: Any) -> APIRouter:
         return _page("Financial news monitor", f"{nav}<table>{head}{''.join(rows)}</table>")
 
     @router.get("/entities/{entity}", response_class=HTMLResponse)
-    def entity_page(entity: str, window: str | None = None) -> HTMLResponse:
+    def entity_page(entity: str, window: str | None = None, message: str = "") -> HTMLResponse:
         ent = next((e for e in config.watchlist if e.id == entity), None)
         if ent is None:
             raise HTTPException(404, f"unknown entity {entity!r}")
@@ -99,14 +116,30 @@ def pages_router(context: Any) -> APIRouter:
         vol = sparkline([float(p["volume"]) for p in series], width=720, height=60, lo=0, markers=marks, label="volume")
         alert_rows = "".join(_alert_row(a, link=False) for a in alerts) or "<tr><td>no alerts</td></tr>"
         doc_rows = "".join(
-            f'<tr class="document"><td>{_when(d["ts"])}</td><td>{_signed(d["score"])}'
-            f"</td><td>{escape(d['text'][:400])}</td></tr>"
+            f'<tr class="document"><td>{_when(d["ts"])}</td><td>{_signed(d["score"])} {escape(d["label"] or "")}'
+            f"</td><td>{escape(d['text'][:400])}</td><td>{_correction_cell(d, entity)}</td></tr>"
             for d in docs
         )
-        body = (f'<p><a href="../">all entities</a> · window {escape(window)}</p><h2>sentiment</h2>{sent}'
+        note = f'<p class="message">{escape(message[:500])}</p>' if message else ""
+        body = (f'{note}<p><a href="../">all entities</a> · window {escape(window)}</p><h2>sentiment</h2>{sent}'
                 f"<h2>volume</h2>{vol}<h2>alerts</h2><table>{alert_rows}</table>"
                 f"<h2>latest documents</h2><table>{doc_rows}</table>")  # fmt: skip
         return _page(f"{ent.names[0]} ({ent.id})", body)
+
+    @router.post("/corrections")
+    async def correct(request: Request) -> RedirectResponse:
+        """The correction form of the entity page: store and file the correction, then back to the page."""
+        form = await form_of(request)
+        entity = form.get("entity", "")
+        back = f"entities/{quote(entity, safe='')}" if entity in {e.id for e in config.watchlist} else "./"
+        try:
+            with ctx.db() as store:
+                done = corrections.correct(store, config, form.get("doc_id", ""), form.get("label", ""))
+            message = f"corrected {done['document']}: {done['label']}"
+            message += " (filed for retraining)" if done["loop"] else ""
+        except ShipyardError as exc:
+            message = f"not corrected: {exc.message}"
+        return RedirectResponse(f"{back}?message={quote(message[:500])}", status_code=303)
 
     @router.get("/alerts", response_class=HTMLResponse)
     def alert_feed(limit: int = 100) -> HTMLResponse:

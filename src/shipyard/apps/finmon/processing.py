@@ -9,10 +9,13 @@ import json
 import re
 import time
 import unicodedata
+import zlib
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+import numpy as np
 
 from shipyard.apps.finmon.config import Entity, Processing
 
@@ -120,17 +123,19 @@ STOPWORDS = {
     "fi": {"ja", "on", "oli", "että", "ei", "se", "joka", "mutta", "kun", "myös", "tai", "sekä"},
 }
 WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
+ASCII_LETTER = re.compile(r"[A-Za-z]")
+STOPWORD_LANGUAGES: dict[str, tuple[str, ...]] = {}  # word -> the languages it is a function word of
+for _lang, _words in STOPWORDS.items():
+    for _word in _words:
+        STOPWORD_LANGUAGES[_word] = (*STOPWORD_LANGUAGES.get(_word, ()), _lang)
 
 
 def detect_language(text: str) -> str:
     """A small, dependency-free detector: the script for Chinese/Japanese/Korean/Cyrillic, then the share of
     common function words for Latin-script languages; ``und`` when too little evidence."""
     sample = text[:2000]
-    if sample.isascii():  # the common case, without counting scripts character by character
-        letters = [c for c in sample if c.isalpha()]
-        if not letters:
-            return "und"
-        return _by_function_words(sample, letters)
+    if sample.isascii():  # the common case, without looking at the characters one by one
+        return _by_function_words(sample, ascii_only=True) if ASCII_LETTER.search(sample) else "und"
     letters = [c for c in sample if c.isalpha()]
     if not letters:
         return "und"
@@ -141,17 +146,20 @@ def detect_language(text: str) -> str:
     for lang, count in (("ja", kana), ("ko", hangul), ("zh", han), ("ru", cyrillic)):
         if count / len(letters) > 0.3:
             return lang
-    return _by_function_words(sample, letters)
+    return _by_function_words(sample, ascii_only=all(c.isascii() for c in letters))
 
 
-def _by_function_words(sample: str, letters: list[str]) -> str:
-    words = [w.lower() for w in WORD.findall(sample)]
+def _by_function_words(sample: str, *, ascii_only: bool) -> str:
+    words = WORD.findall(sample)
     if not words:
         return "und"
-    hits = {lang: sum(w in stop for w in words) for lang, stop in STOPWORDS.items()}
+    hits = dict.fromkeys(STOPWORDS, 0)
+    for word in words:  # one dict look-up per word, not one set test per word and language
+        for lang in STOPWORD_LANGUAGES.get(word.lower(), ()):
+            hits[lang] += 1
     best = max(hits, key=hits.__getitem__)
     if hits[best] == 0:  # headlines are mostly names, nouns and verbs: plain ASCII letters are taken as English
-        return "en" if all(c.isascii() for c in letters) else "und"
+        return "en" if ascii_only else "und"
     return best
 
 
@@ -165,47 +173,106 @@ def sentences(text: str, limit: int) -> list[str]:
 
 # ------------------------------------------------------------------ near duplicates
 def shingles(text: str, size: int = 3) -> set[bytes]:
-    words = [w.lower() for w in WORD.findall(text)]
+    words = WORD.findall(text.lower())
     if len(words) < size:
         return {" ".join(words).encode()}
-    return {" ".join(words[i : i + size]).encode() for i in range(len(words) - size + 1)}
+    return {" ".join(gram).encode() for gram in zip(*(words[i:] for i in range(size)), strict=False)}
+
+
+MERSENNE_PRIME = (1 << 61) - 1  # datasketch's "legacy" MinHash scheme: ((a * h + b) mod p) & (2^32 - 1)
+MAX_HASH = (1 << 32) - 1
+CHUNK_SHINGLES = 16_384  # shingles hashed and permuted at once: bounds the (shingles x num_perm) matrix
 
 
 class NearDuplicates:
     """MinHash LSH over word 3-shingles: a story syndicated fifty times (new headline, a dateline, the same body)
-    is stored fifty times but counted once. Remembers the last ``memory`` documents (oldest forgotten first)."""
+    is stored fifty times but counted once. Remembers the last ``memory`` documents (oldest forgotten first).
+
+    datasketch gives the scheme: its permutations (``MinHash(seed=1)``, legacy scheme) and its banding for the
+    threshold (``MinHashLSH``'s b bands of r rows). The signatures of a whole micro-batch are computed at once in
+    numpy (the arithmetic of ``MinHash.update_batch`` with ``hashfunc=zlib.crc32``: equal, the tests check) and
+    the band tables are plain dicts keyed by each band folded into one number: per document, several times cheaper
+    than a MinHash object, a query and an insert through datasketch (docs/benchmarks.md, the finmon profile).
+    """
 
     def __init__(self, threshold: float, num_perm: int, memory: int) -> None:
         # datasketch pulls scipy in (seconds): imported when a monitor starts, not on every `shipyard` command
         from datasketch import MinHash, MinHashLSH
 
-        self._minhash = MinHash
         self.threshold, self.num_perm, self.memory = threshold, num_perm, memory
-        self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+        lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+        self.bands, self.rows = int(lsh.b), int(lsh.r)
+        a, b = MinHash(num_perm=num_perm, seed=1, scheme="legacy").permutations
+        self.a, self.b = np.asarray(a, dtype=np.uint64)[None, :], np.asarray(b, dtype=np.uint64)[None, :]
+        self.hash = zlib.crc32  # a 32-bit hash of each shingle's bytes (C speed; datasketch's default is SHA-1)
+        # a band's key: its r values folded into one 64-bit number (wrapping multiply-add with fixed odd factors)
+        self.fold = np.random.default_rng(7).integers(1, 2**63, size=(1, 1, self.rows), dtype=np.uint64) | np.uint64(1)
+        self.tables: list[dict[int, set[str]]] = [{} for _ in range(self.bands)]
+        self.keys: dict[str, list[int]] = {}
+        self.remembered: dict[str, np.ndarray] = {}  # signatures (uint32): 512 bytes a document at 128 values
         self.order: deque[str] = deque()
-        first = MinHash(num_perm=num_perm, seed=1)  # permutations drawn once: costly for every document
-        self.permutations, self.scheme = first.permutations, first.scheme
 
-    def signature(self, text: str) -> Any:
-        sig = self._minhash(num_perm=self.num_perm, seed=1, permutations=self.permutations, scheme=self.scheme)
-        sig.update_batch(list(shingles(text)))
-        return sig
+    def signatures(self, texts: list[str]) -> np.ndarray:
+        """(len(texts), num_perm) MinHash values of the texts' word 3-shingles."""
+        out = np.empty((len(texts), self.num_perm), dtype=np.uint64)
+        hashes: list[int] = []
+        starts: list[int] = []
+        first = 0
+        for i, text in enumerate(texts):
+            starts.append(len(hashes))
+            hashes.extend(self.hash(s) for s in shingles(text))
+            if len(hashes) >= CHUNK_SHINGLES or i == len(texts) - 1:
+                column = np.asarray(hashes, dtype=np.uint64)[:, None]
+                permuted = np.bitwise_and((column * self.a + self.b) % np.uint64(MERSENNE_PRIME), np.uint64(MAX_HASH))
+                out[first : i + 1] = np.minimum.reduceat(permuted, starts, axis=0)
+                hashes, starts, first = [], [], i + 1
+        return out
+
+    def check_batch(self, doc_ids: list[str], texts: list[str]) -> list[str | None]:
+        """For each document in order: the id of an earlier near-duplicate (also earlier in the batch), or None
+        (then it is remembered)."""
+        if self.memory == 0 or not texts:
+            return [None] * len(texts)
+        signatures = self.signatures(texts).astype(np.uint32)  # the legacy scheme's values are 32-bit
+        banded = signatures[:, : self.bands * self.rows].reshape(len(texts), self.bands, self.rows)
+        with np.errstate(over="ignore"):
+            band_keys = (banded.astype(np.uint64) * self.fold).sum(axis=2, dtype=np.uint64).tolist()
+        out: list[str | None] = []
+        for doc_id, keys, signature in zip(doc_ids, band_keys, signatures, strict=True):
+            found: set[str] = set()
+            for table, key in zip(self.tables, keys, strict=True):
+                bucket = table.get(key)
+                if bucket:
+                    found.update(bucket)
+            # a candidate counts when the signatures agree on at least `threshold` of their values (the Jaccard
+            # estimate): two stories from one template can share a band without being copies
+            copies = [c for c in found if float(np.mean(self.remembered[c] == signature)) >= self.threshold]
+            if copies:
+                out.append(min(copies))
+                continue
+            out.append(None)
+            if doc_id in self.keys:
+                continue
+            for table, key in zip(self.tables, keys, strict=True):
+                table.setdefault(key, set()).add(doc_id)
+            self.keys[doc_id] = keys
+            self.remembered[doc_id] = signature
+            self.order.append(doc_id)
+            while len(self.order) > self.memory:
+                self._forget(self.order.popleft())
+        return out
 
     def check_and_add(self, doc_id: str, text: str) -> str | None:
         """The id of an earlier near-duplicate of ``text``, or None (then ``text`` is remembered)."""
-        if self.memory == 0:
-            return None
-        sig = self.signature(text)
-        found = self.lsh.query(sig)
-        if found:
-            return sorted(found)[0]
-        if doc_id in self.lsh.keys:
-            return None
-        self.lsh.insert(doc_id, sig)
-        self.order.append(doc_id)
-        while len(self.order) > self.memory:
-            self.lsh.remove(self.order.popleft())
-        return None
+        return self.check_batch([doc_id], [text])[0]
+
+    def _forget(self, doc_id: str) -> None:
+        del self.remembered[doc_id]
+        for table, key in zip(self.tables, self.keys.pop(doc_id), strict=True):
+            bucket = table[key]
+            bucket.discard(doc_id)
+            if not bucket:
+                del table[key]
 
 
 # ------------------------------------------------------------------ entity linking

@@ -51,8 +51,8 @@ class Monitor:
                              config.model.max_sentences)  # fmt: skip
         p = config.processing
         self.dedup = NearDuplicates(p.dedup_threshold, p.dedup_num_perm, p.dedup_memory)
-        for doc_id, text in self.store.recent_texts(p.dedup_memory):  # a restart remembers what it had seen
-            self.dedup.check_and_add(doc_id, normalize(text))
+        recent = self.store.recent_texts(p.dedup_memory)  # a restart remembers what it had seen
+        self.dedup.check_batch([doc_id for doc_id, _ in recent], [normalize(text) for _, text in recent])
         self.metrics = Metrics()
         self.sinks = AlertSinks(config.sinks, self.store, self.metrics)
         self.alerts = AlertEngine(config.alerts, self.store, self.sinks.durable)
@@ -85,10 +85,9 @@ class Monitor:
     def process(self, source: Source, envelopes: list[Envelope]) -> list[Document]:
         docs, dead = self.prepare(envelopes)
         to_score = []
-        for doc in docs:
-            doc.dup_of = self.dedup.check_and_add(doc.id, doc.normalized)
-            if doc.dup_of == doc.id:
-                doc.dup_of = None
+        duplicates = self.dedup.check_batch([d.id for d in docs], [d.normalized for d in docs])
+        for doc, dup_of in zip(docs, duplicates, strict=True):
+            doc.dup_of = None if dup_of == doc.id else dup_of
             if doc.dup_of is None and doc.entities and doc.lang in self.config.processing.languages:
                 to_score.append(doc)
         self.scorer.score(to_score)

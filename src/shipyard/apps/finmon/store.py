@@ -13,7 +13,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -90,46 +90,67 @@ class Store:
     def write_batch(
         self, docs: list[Document], dead: list[DeadLetter], positions: dict[tuple[str, str], str]
     ) -> list[Document]:
-        """Store a batch in one transaction; returns the documents that were new (a replayed id adds nothing)."""
+        """Store a batch in one transaction; returns the documents that were new (a replayed id adds nothing).
+
+        A handful of statements per batch, not several per document: the ids already stored are looked up at once,
+        the new rows go in with executemany, and the window increments are summed per (entity, window, bucket)
+        first."""
         now = time.time()
-        new: list[Document] = []
         with self.transaction() as db:
+            known = self._known_ids(db, [doc.id for doc in docs])
+            new: list[Document] = []
             for doc in docs:
-                cur = db.execute(
-                    "INSERT OR IGNORE INTO documents VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (doc.id, doc.ts, doc.received_at, now, doc.source, doc.lang, doc.normalized or doc.text, doc.score,
-                     doc.label, doc.dup_of, json.dumps(doc.entities), json.dumps(doc.meta)),
-                )  # fmt: skip
-                if cur.rowcount != 1:
-                    continue
-                new.append(doc)
-                if doc.dup_of is None:
-                    self._count(db, doc)
-            for letter in dead:
-                db.execute(
-                    "INSERT OR IGNORE INTO dead_letters (source, position, reason, raw, created_at) VALUES (?,?,?,?,?)",
-                    (letter.source, letter.position, letter.reason, letter.raw, now),
-                )
-            for (source, key), value in positions.items():
-                db.execute("INSERT OR REPLACE INTO positions VALUES (?,?,?)", (source, key, value))
+                if doc.id not in known:
+                    known.add(doc.id)
+                    new.append(doc)
+            db.executemany(
+                "INSERT INTO documents VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                [(d.id, d.ts, d.received_at, now, d.source, d.lang, d.normalized or d.text, d.score, d.label, d.dup_of,
+                  json.dumps(d.entities), json.dumps(d.meta) if d.meta else "{}") for d in new],
+            )  # fmt: skip
+            self._count(db, [doc for doc in new if doc.dup_of is None])
+            db.executemany(
+                "INSERT OR IGNORE INTO dead_letters (source, position, reason, raw, created_at) VALUES (?,?,?,?,?)",
+                [(letter.source, letter.position, letter.reason, letter.raw, now) for letter in dead],
+            )
+            db.executemany("INSERT OR REPLACE INTO positions VALUES (?,?,?)",
+                           [(source, key, value) for (source, key), value in positions.items()])  # fmt: skip
         return new
 
-    def _count(self, db: sqlite3.Connection, doc: Document) -> None:
-        for entity in doc.entities:
-            score = doc.entity_scores.get(entity, doc.score)
-            db.execute("INSERT OR IGNORE INTO mentions VALUES (?,?,?,?)", (doc.id, entity, doc.ts, score))
-            scored = score is not None
-            value = float(score) if scored else 0.0
-            negative = int(doc.label == "negative") if entity not in doc.entity_scores else int(value < -0.33)
-            for window, seconds in self.windows.items():
-                bucket = int(doc.ts // seconds) * seconds
-                db.execute(
-                    "INSERT INTO aggregates VALUES (?,?,?,1,?,?,?,?) ON CONFLICT (entity, win, bucket) DO UPDATE "
-                    "SET n = n + 1, n_scored = n_scored + excluded.n_scored,"
-                    " sum_score = sum_score + excluded.sum_score, sum_sq = sum_sq + excluded.sum_sq,"
-                    " n_negative = n_negative + excluded.n_negative",
-                    (entity, window, bucket, int(scored), value, value * value, negative),
-                )
+    @staticmethod
+    def _known_ids(db: sqlite3.Connection, ids: list[str]) -> set[str]:
+        known: set[str] = set()
+        for start in range(0, len(ids), 500):  # SQLite's bound-parameter limit
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            known.update(row[0] for row in db.execute(f"SELECT id FROM documents WHERE id IN ({marks})", chunk))
+        return known
+
+    def _count(self, db: sqlite3.Connection, docs: list[Document]) -> None:
+        mentions = []
+        sums: dict[tuple[str, str, int], list[float]] = {}  # (entity, window, bucket) -> n, scored, sum, sum sq, neg
+        for doc in docs:
+            for entity in doc.entities:
+                score = doc.entity_scores.get(entity, doc.score)
+                mentions.append((doc.id, entity, doc.ts, score))
+                scored = score is not None
+                value = float(score) if scored else 0.0
+                negative = int(doc.label == "negative") if entity not in doc.entity_scores else int(value < -0.33)
+                for window, seconds in self.windows.items():
+                    acc = sums.setdefault((entity, window, int(doc.ts // seconds) * seconds), [0, 0, 0.0, 0.0, 0])
+                    acc[0] += 1
+                    acc[1] += int(scored)
+                    acc[2] += value
+                    acc[3] += value * value
+                    acc[4] += negative
+        db.executemany("INSERT OR IGNORE INTO mentions VALUES (?,?,?,?)", mentions)
+        db.executemany(
+            "INSERT INTO aggregates VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (entity, win, bucket) DO UPDATE "
+            "SET n = n + excluded.n, n_scored = n_scored + excluded.n_scored,"
+            " sum_score = sum_score + excluded.sum_score, sum_sq = sum_sq + excluded.sum_sq,"
+            " n_negative = n_negative + excluded.n_negative",
+            [(*key, *acc) for key, acc in sums.items()],
+        )
 
     def save_positions(self, positions: dict[tuple[str, str], str]) -> None:
         with self.transaction() as db:
@@ -140,13 +161,27 @@ class Store:
         rows = self.db.execute("SELECT key, value FROM positions WHERE source = ?", (source,))
         return dict(rows.fetchall())
 
-    def add_correction(self, doc_id: str, label: str) -> bool:
-        row = self.db.execute("SELECT text FROM documents WHERE id = ?", (doc_id,)).fetchone()
-        if row is None:
-            return False
+    def document(self, doc_id: str) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT text, label, score FROM documents WHERE id = ?", (doc_id,)).fetchone()
+        return None if row is None else {"id": doc_id, "text": row[0], "label": row[1], "score": row[2]}
+
+    def add_correction(self, doc_id: str, label: str, then: Callable[[], None] | None = None) -> str | None:
+        """Store a stored document's correction; returns None, or the earlier label when it was corrected already
+        (nothing written). ``then`` runs inside the transaction (the loop's write): if it raises, nothing is kept."""
         with self.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO corrections VALUES (?,?,?,?)", (doc_id, label, row[0], time.time()))
-        return True
+            prior = db.execute("SELECT label FROM corrections WHERE doc_id = ?", (doc_id,)).fetchone()
+            if prior is not None:
+                return str(prior[0])
+            db.execute(
+                "INSERT INTO corrections SELECT id, ?, text, ? FROM documents WHERE id = ?",
+                (label, time.time(), doc_id),
+            )
+            if then is not None:
+                then()
+        return None
+
+    def corrections(self) -> dict[str, str]:
+        return dict(self.db.execute("SELECT doc_id, label FROM corrections").fetchall())
 
     # ------------------------------------------------------------------ inbox (HTTP ingest)
     def enqueue(self, records: Iterable[dict[str, Any]]) -> int:
@@ -199,11 +234,12 @@ class Store:
 
     def documents_for(self, entity: str, start: float, end: float, limit: int = 50) -> list[dict[str, Any]]:
         rows = self.db.execute(
-            "SELECT d.id, d.ts, d.text, m.score, d.label, d.source FROM mentions m JOIN documents d ON d.id = m.doc_id "
+            "SELECT d.id, d.ts, d.text, m.score, d.label, d.source, c.label FROM mentions m "
+            "JOIN documents d ON d.id = m.doc_id LEFT JOIN corrections c ON c.doc_id = d.id "
             "WHERE m.entity = ? AND m.ts >= ? AND m.ts < ? ORDER BY m.ts DESC LIMIT ?",
             (entity, start, end, limit),
         )
-        keys = ("id", "ts", "text", "score", "label", "source")
+        keys = ("id", "ts", "text", "score", "label", "source", "corrected")
         return [dict(zip(keys, r, strict=True)) for r in rows.fetchall()]
 
     def alerts(self, after_id: int = 0, entity: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
