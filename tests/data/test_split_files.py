@@ -65,6 +65,21 @@ def test_colour_images_and_string_labels_round_trip(tmp_path: Path) -> None:
     assert back["source"].tolist() == ["test_source"] * 5
 
 
+def test_other_columns_keep_their_values(tmp_path: Path) -> None:
+    frame = pd.DataFrame(
+        {
+            "image": _images(3, (2, 2)),
+            "label": [0.5, float("nan"), 2.0],
+            "flag": [True, False, True],
+            "count": pd.array([1, None, 3], dtype="Int64"),
+        }
+    )
+    back = read_split(write_split(tmp_path / "x.safetensors", frame))
+    assert back["label"].tolist()[0] == 0.5 and np.isnan(back["label"].iloc[1])
+    assert back["flag"].tolist() == [True, False, True]
+    assert back["count"].iloc[0] == 1 and np.isnan(back["count"].iloc[1])
+
+
 def test_an_emptied_split_keeps_its_image_shape(tmp_path: Path) -> None:
     path = write_split(tmp_path / "test.safetensors", image_split_frame(_digits_frame(3), "source"))
     empty = read_split(path).iloc[:0]  # every row erased

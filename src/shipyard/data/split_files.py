@@ -124,7 +124,9 @@ def _encode(frame: pd.DataFrame, path: Path) -> tuple[dict[str, np.ndarray], dic
             arrays[name] = _stack(series, shapes.get(name), path)
             header["images"][name] = list(arrays[name].shape[1:])
         elif pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
-            arrays[name] = series.to_numpy()
+            array = series.to_numpy()
+            # a nullable column (Int64 with <NA>) comes out as objects, which safetensors cannot hold: NaN instead
+            arrays[name] = series.astype("float64").to_numpy() if array.dtype == object else array
         else:  # strings (a folder's labels, the source key): codes, their values in the header
             codes, values = pd.factorize(series, use_na_sentinel=True)
             arrays[name] = codes.astype(np.int64)
