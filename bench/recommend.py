@@ -74,6 +74,7 @@ def _explicit_fold(folder: Path, fold: str) -> dict[str, dict[str, float]]:
     r = base.frame.rating.to_numpy(np.float32)
     ut, it = users.encode(test.frame.user_id, where=fold), items.encode(test.frame.item_id, where=fold)
     y = test.frame.rating.to_numpy()
+    torch.manual_seed(0)  # the initial weights: the engine seeds only once fit starts
     mf = BiasedMF(943, 1682, dim=MF["dim"], reg=MF["reg"], global_mean=float(r.mean()))
     cfg = training_config(
         optimizer="adam", learning_rate=MF["lr"], batch_size=MF["batch"], epochs=MF["epochs"],
@@ -142,6 +143,7 @@ class Data:
 
 
 def _train_bpr(u: np.ndarray, i: np.ndarray, n_users: int, n_items: int) -> BPR:
+    torch.manual_seed(0)  # the initial weights: the engine seeds only once fit starts
     model = BPR(n_users, n_items, dim=BPR_CFG["dim"], reg=BPR_CFG["reg"])
     cfg = training_config(
         optimizer="adam", learning_rate=BPR_CFG["lr"], batch_size=BPR_CFG["batch"], epochs=BPR_CFG["epochs"],
@@ -159,6 +161,7 @@ def _train_two_tower(d: Data, train: Any, trainable: np.ndarray | None = None) -
     u, hist, target = sequence_examples(
         train.u.to_numpy(), train.i.to_numpy(), train.timestamp.to_numpy(), TT["history"]
     )
+    torch.manual_seed(0)  # the initial weights: the engine seeds only once fit starts
     model = TwoTower(
         d.item_x, d.user_x, trainable=trainable, dim=TT["dim"], hidden=TT["hidden"], history=TT["history"],
         temperature=TT["temperature"],

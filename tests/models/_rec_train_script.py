@@ -15,7 +15,7 @@ def job(events: Path) -> Job:
         {
             "task": "recommendation",
             "recommend": {"data": {"format": "csv", "path": str(events), "implicit": True}, "model": {"type": "bpr"}},
-            "training": {"optimizer": "adam", "learning_rate": 0.02, "batch_size": 64, "epochs": 3, "seed": 5,
+            "training": {"optimizer": "adam", "learning_rate": 0.02, "batch_size": 64, "epochs": 2, "seed": 5,
                          "checkpoint_every_steps": 4, "num_threads": 1},
         }
     )  # fmt: skip
