@@ -117,8 +117,9 @@ def load_reference(model_path: str | Path, *, seed: int = 0) -> Reference:
 
 def latest_model_path(store: LoopStore, model: str) -> str:
     query = sa.select(predictions.c.model_path).where(predictions.c.model == model).order_by(predictions.c.at.desc())
-    with store.connect() as conn:
-        row = conn.execute(query.limit(1)).first()
+    with store.connect() as conn:  # the model that served last; an app's recorded corrections only if none did
+        row = conn.execute(query.where(predictions.c.version != APP_VERSION).limit(1)).first()
+        row = row or conn.execute(query.limit(1)).first()
     if row is None:
         raise ShipyardError(f"no logged predictions for model {model!r}", where="prediction log")
     return str(row[0])
