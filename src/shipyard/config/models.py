@@ -73,14 +73,16 @@ class LightGBMParams(Params):
     ``training`` section contributes its seed and ``num_threads`` only; ``epochs``, ``batch_size`` and the optimiser
     settings do not apply. Early stopping watches the validation split's loss."""
 
-    n_estimators: int = Field(default=2000, ge=1, le=100_000)  # boosting rounds at most (early stopping picks)
-    learning_rate: float = Field(default=0.05, gt=0, le=1)
+    # defaults: a lower rate with row and column subsampling and a longer patience, the usual stronger setting
+    # than LightGBM's own (0.1, no subsampling); early stopping picks the number of rounds
+    n_estimators: int = Field(default=5000, ge=1, le=100_000)  # boosting rounds at most (early stopping picks)
+    learning_rate: float = Field(default=0.03, gt=0, le=1)
     num_leaves: int = Field(default=31, ge=2, le=131_072)
     max_depth: int = Field(default=-1, ge=-1)  # -1: no limit (num_leaves bounds the tree)
     min_child_samples: int = Field(default=20, ge=1)
-    feature_fraction: float = Field(default=1.0, gt=0, le=1)
-    bagging_fraction: float = Field(default=1.0, gt=0, le=1)
-    bagging_freq: int = Field(default=0, ge=0)  # 0: no bagging
+    feature_fraction: float = Field(default=0.8, gt=0, le=1)
+    bagging_fraction: float = Field(default=0.8, gt=0, le=1)
+    bagging_freq: int = Field(default=1, ge=0)  # 0: no bagging
     lambda_l1: float = Field(default=0.0, ge=0)
     lambda_l2: float = Field(default=0.0, ge=0)
     min_split_gain: float = Field(default=0.0, ge=0)
@@ -88,9 +90,10 @@ class LightGBMParams(Params):
     # native: LightGBM splits on category sets; ordinal: the category codes are treated as numbers
     categorical: Literal["native", "ordinal"] = "native"
     cat_smooth: float = Field(default=10.0, ge=0)
+    max_cat_to_onehot: int = Field(default=4, ge=1)  # categories with at most this many levels split one-vs-rest
     # classification: "balanced" weighs each class by n / (k * count); a mapping gives a weight per class label
     class_weight: Literal["balanced"] | dict[str, float] | None = None
-    early_stopping_rounds: int = Field(default=100, ge=0)  # 0: train every round
+    early_stopping_rounds: int = Field(default=200, ge=0)  # 0: train every round
 
     @model_validator(mode="after")
     def _weights(self) -> LightGBMParams:

@@ -90,6 +90,7 @@ class TreeModel(nn.Module):
             "min_split_gain": p.min_split_gain,
             "max_bin": p.max_bin,
             "cat_smooth": p.cat_smooth,
+            "max_cat_to_onehot": p.max_cat_to_onehot,
             "seed": seed,
             "deterministic": True,
             "force_col_wise": True,  # with `deterministic`, the same seed gives the same trees
