@@ -1,7 +1,7 @@
 """Tabular models against what a user would reach for instead: Adult (official test set) and California housing.
 
 Each data set, in the same run and on the same rows:
-- shipyard `lightgbm` (the job below, defaults but for the early-stopping patience): trained on the train split,
+- shipyard `lightgbm` (the job below, the family's defaults): trained on the train split,
   early-stopped on the validation split;
 - shipyard `auto` (when `--auto-budget` is given and the `auto` model type exists): candidates and a greedy
   ensemble under that time budget;
@@ -121,7 +121,7 @@ def run_hgb(run_dir: Path, target: str, task: str) -> dict[str, Any]:
 def bench(name: str, make_job: Any, target: str, task: str, work: Path, auto_budget: str | None) -> list[dict]:
     key = "accuracy" if task == "classification" else "r2"
     rows = []
-    lgb = run_shipyard(make_job({"type": "lightgbm", "early_stopping_rounds": 100}), work, f"{name}-lightgbm")
+    lgb = run_shipyard(make_job({"type": "lightgbm"}), work, f"{name}-lightgbm")
     rows.append({"data": name, "model": "shipyard lightgbm", key: lgb["test"][key], "seconds": lgb["seconds"]})
     if auto_budget:
         auto = run_shipyard(make_job({"type": "auto", "time_budget": auto_budget}), work, f"{name}-auto")
