@@ -123,6 +123,7 @@ def bench(name: str, make_job: Any, target: str, task: str, work: Path, auto_bud
     rows = []
     lgb = run_shipyard(make_job({"type": "lightgbm"}), work, f"{name}-lightgbm")
     rows.append({"data": name, "model": "shipyard lightgbm", key: lgb["test"][key], "seconds": lgb["seconds"]})
+    print(json.dumps(rows[-1]), flush=True)  # each figure as soon as it is known (a long run may be stopped)
     if auto_budget:
         auto = run_shipyard(make_job({"type": "auto", "time_budget": auto_budget}), work, f"{name}-auto")
         rows.append(
