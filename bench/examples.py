@@ -25,6 +25,9 @@ TARGETS = {
     "digits_cnn": ("accuracy", 0.98, ">="),
     "california_housing": ("r2", 0.80, ">="),
     "adult_income": ("accuracy", 0.85, ">="),
+    "adult_lightgbm": ("accuracy", 0.87, ">="),
+    "adult_auto": ("accuracy", 0.875, ">="),
+    "chnsenticorp_scratch": ("accuracy", 0.87, ">="),
 }
 
 

@@ -28,6 +28,8 @@ def run(job: Job, *, run_dir: str | Path | None = None, resume: bool = False, sh
 
     if job.task == "recommendation":  # its own data, models and metrics, same run folder
         from shipyard.pipeline_recommend import run_recommendation_job as run_job
+    elif job.model is not None and job.model.type == "auto":  # candidate runs, then one ensemble (shipyard/auto)
+        from shipyard.auto import run_auto as run_job
 
     return run_job(
         job,

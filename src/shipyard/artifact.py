@@ -1,7 +1,8 @@
 """Artifacts: a folder that holds one servable model, and nothing that is ever unpickled.
 
 ``shipyard.json`` says what the model is (task, family and parameters, input shape, features, labels, target
-scale, metrics); weights are in ``model.safetensors`` (torch backend) or ``model.onnx`` (ONNX backend); the
+scale, metrics); weights are in ``model.safetensors`` (torch backend), ``model.onnx`` (ONNX backend) or a family's
+own text format (``lightgbm``: LightGBM's ``model.txt``, parsed and never executed); the
 fitted preprocessing is ``preprocessor.json`` + ``preprocessor.safetensors``. Loading refuses any folder that
 holds a pickle file, so a downloaded artifact cannot run code on load.
 """
@@ -140,14 +141,18 @@ def save_torch_artifact(
 ) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v for k, v in model.state_dict().items()}
-    atomic_save_safetensors(folder / "model.safetensors", state)
+    backend = getattr(model, "native_backend", None) or "torch"
+    if backend == "torch":
+        state = {k: v for k, v in model.state_dict().items()}
+        atomic_save_safetensors(folder / "model.safetensors", state)
+    else:  # a family with its own format (LightGBM's text file): it says what to record about it
+        extra = {**(extra or {}), "native": model.save(folder)}
     preprocessor.save(folder)
     if hasattr(model, "save_extra"):
         model.save_extra(folder)  # e.g. a transformer's tokenizer and encoder config
     meta = {
         "format_version": FORMAT_VERSION,
-        "backend": "torch",
+        "backend": backend,
         "task": task,
         "model": {"type": model_type, "params": model_params},
         "input": {
@@ -176,6 +181,7 @@ class Artifact:
     preprocessor: Any
     model: nn.Module | None = None  # torch backend
     session: Any = None  # ONNX Runtime backend
+    members: list[tuple[Artifact, float]] | None = None  # ensemble backend: member artifacts and their weights
 
     # ----------------------------------------------------------- loading
     @classmethod
@@ -202,6 +208,15 @@ class Artifact:
         art = cls(path=path, meta=meta, preprocessor=preprocessor)
         if meta["backend"] == "onnx":
             art.session = _onnx_session(path / meta.get("onnx_file", "model.onnx"))
+        elif meta["backend"] == "ensemble":  # `model: {type: auto}`: member artifacts in members/, averaged
+            art.members = [
+                (cls.load(path / m["path"], allow_incomplete=True), float(m["weight"])) for m in meta["members"]
+            ]
+        elif meta["backend"] == "lightgbm":  # LightGBM's own text format, parsed (never executed)
+            from shipyard.models.trees import TreeModel
+
+            spec = InputSpec.from_meta(meta)
+            art.model = TreeModel.load(path, dict(meta["model"]["params"]), spec, meta.get("native", {}))
         else:
             art.model = art._build_torch()
         return art
@@ -253,6 +268,11 @@ class Artifact:
     # ----------------------------------------------------------- inference
     def raw_outputs(self, inputs: dict[str, np.ndarray], batch_size: int = 256) -> np.ndarray:
         """Logits (classification) or values (regression) for already-preprocessed inputs."""
+        if self.members is not None:
+            raise ShipyardError(
+                "an ensemble's members each preprocess rows their own way; predict from rows (predict_frame)",
+                where=str(self.path),
+            )
         n = len(next(iter(inputs.values())))
         chunks = []
         for start in range(0, n, batch_size):
@@ -270,9 +290,29 @@ class Artifact:
             return np.zeros((0, width), dtype=np.float32)
         return np.concatenate(chunks)
 
+    def frame_outputs(self, frame: pd.DataFrame) -> np.ndarray:
+        """Logits (classification) or values (regression) for raw rows (an ensemble's members each preprocess)."""
+        if self.members is not None:
+            return self.ensemble_outputs(frame)
+        return self.raw_outputs(self.preprocessor.transform(frame))
+
     def predict_frame(self, frame: pd.DataFrame) -> dict[str, Any]:
-        inputs = self.preprocessor.transform(frame)
-        return self.outputs_to_predictions(self.raw_outputs(inputs))
+        return self.outputs_to_predictions(self.frame_outputs(frame))
+
+    def ensemble_outputs(self, frame: pd.DataFrame) -> np.ndarray:
+        """The weighted average of the members' probabilities as log-probabilities (a softmax of them gives the
+        average back), or of their values (regression)."""
+        assert self.members is not None
+        total: np.ndarray | None = None
+        for member, weight in self.members:
+            pred = member.predict_frame(frame)
+            part = pred["probabilities"] if self.task == "classification" else pred["value"].reshape(-1, 1)
+            part = np.asarray(part, dtype=np.float64) * weight
+            total = part if total is None else total + part
+        assert total is not None
+        if self.task == "classification":
+            return np.log(np.clip(total, 1e-30, None)).astype(np.float32)
+        return total.astype(np.float32)
 
     def outputs_to_predictions(self, outputs: np.ndarray) -> dict[str, Any]:
         if self.task == "classification":

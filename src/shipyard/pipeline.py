@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from shipyard import fitting  # what each model family asks of the data and which trainer fits it
 from shipyard.artifact import save_torch_artifact
 from shipyard.config.compare import config_differences
 from shipyard.config.loader import ConfigError, load_job, parse_yaml, validate_dict
@@ -24,7 +25,6 @@ from shipyard.config.schema import Job, TrainingConfig
 from shipyard.data.prepare import prepare_data
 from shipyard.data.rows import read_options
 from shipyard.data.split_files import image_split_frame, write_split
-from shipyard.data.text import make_text_encoder
 from shipyard.errors import ShipyardError
 from shipyard.evaluation.abstain import abstain_metrics, calibrate, report_section
 from shipyard.evaluation.baseline import baseline_check
@@ -39,7 +39,7 @@ from shipyard.io import (
     recorded_base_dir,
     storage_error,
 )
-from shipyard.models.registry import build_for_task, get_family
+from shipyard.models.registry import get_family
 from shipyard.run_folder import (  # re-exported: the run-folder helpers callers import from here
     RunResult,
     config_hash,
@@ -52,7 +52,6 @@ from shipyard.store.runs import RunStore
 from shipyard.training.distributed import DistContext
 from shipyard.training.engine import Engine, read_log, seed_everything
 from shipyard.training.privacy import check_model, check_training_config, parse_privacy
-from shipyard.training.soup import fit_soup
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +94,9 @@ def _store_for(run_dir: Path) -> RunStore:
 
 
 def text_encoder_for(job: Job) -> Any:
-    """Text families bring their own tokenizer; the data layer plugs it into the preprocessor."""
-    if "text" not in get_family(job.model.type).input_kinds:
-        return None
-    return make_text_encoder(job.model.params(), job.data.text)
+    """Text families bring their own tokenizer (or a vocabulary to learn); the data layer plugs it into the
+    preprocessor (fitting.py)."""
+    return fitting.text_encoder_for(job)
 
 
 def run_job(  # long: one job's steps in the order they run, read top to bottom
@@ -108,9 +106,17 @@ def run_job(  # long: one job's steps in the order they run, read top to bottom
     run_dir: Path | None = None,
     resume: bool = False,
     show_progress: bool = True,
+    callbacks: Any = (),
 ) -> RunResult:
-    """Train, evaluate and package one job. With ``resume`` the run folder must hold a checkpoint."""
+    """Train, evaluate and package one job. With ``resume`` the run folder must hold a checkpoint.
+    ``callbacks`` are extra training callbacks for the torch engine (a search's pruning, shipyard.tune)."""
     base_dir = Path(base_dir or Path.cwd())
+    if job.model is not None and job.model.type == "auto":  # candidates + an ensemble: shipyard/auto, above us
+        raise ShipyardError(
+            "a `model: {type: auto}` job runs through `shipyard train` or shipyard.run(job), not run_job",
+            where="model.type",
+            hint="or call shipyard.auto.run_auto(job, base_dir=..., run_dir=...)",
+        )
     # responsible AI (training/privacy.py): the `privacy` section is validated before anything is read or written
     privacy = parse_privacy(job.privacy)
     dp_config = privacy.differential_privacy if privacy is not None else None
@@ -119,8 +125,9 @@ def run_job(  # long: one job's steps in the order they run, read top to bottom
 
     if job.task == "retrieval":  # pairs, a bi-encoder and a passage index (pipeline_retrieval.py)
         return _run_retrieval(job, base_dir, run_id, run_dir, resume, show_progress)
+    fitting.check_family(job, dp_config=dp_config, world_size=ctx.world_size)  # e.g. DP or torchrun on trees
     prepared = prepare_data(
-        job,
+        fitting.data_job(job),  # with the cleaning the family needs (trees: categories as codes)
         base_dir=base_dir,
         text_encoder=text_encoder_for(job),
         input_kinds=get_family(job.model.type).input_kinds,  # the data layer knows no model family
@@ -128,12 +135,12 @@ def run_job(  # long: one job's steps in the order they run, read top to bottom
     # every data error has surfaced by now, before any folder exists
     train, val = prepared.splits["train"], prepared.splits["validation"]
     target_scale = None
-    if job.task == "regression":
+    if fitting.uses_target_scale(job):  # torch regressors learn a standardised target; trees its own units
         y = train.target.astype(np.float64)
         target_scale = (float(y.mean()), float(y.std() or 1.0))
 
     seed_everything(job.training.seed)  # weight initialisation is part of what the seed fixes
-    model = build_for_task(job.model.type, job.model.params(), prepared.input_spec, target_scale)
+    model, data_params = fitting.build(job, prepared, target_scale)  # data_params: e.g. a vocabulary's size
     if dp_config is not None:  # DP-SGD: refuse BatchNorm etc. before the run folder exists
         check_training_config(job.training, dp_config, ctx.world_size)
         check_model(model, job.model.type)
@@ -149,13 +156,14 @@ def run_job(  # long: one job's steps in the order they run, read top to bottom
             privacy=dp_config,
             ctx=ctx,
             metrics_fn=compute_metrics,  # the full set: early stopping and soups may judge on any of them
+            callbacks=callbacks,
         )
 
     engine = make_engine(job.training)
     ctx.barrier()  # every rank has checked the folder before rank 0 writes in it
     if not ctx.is_main:  # torchrun: train this rank's shards and leave the rest of the run to rank 0
         ctx.barrier()  # rank 0 has written the run folder's first files
-        fit = _fit(job, make_engine, engine, model, train, val, run_dir, resume)
+        fit = fitting.fit(job, make_engine, engine, model, train, val, run_dir, resume, show_progress=show_progress)
         ctx.close()
         return RunResult(run_id=run_id, run_dir=run_dir, metrics={}, fit=fit)
 
@@ -168,11 +176,15 @@ def run_job(  # long: one job's steps in the order they run, read top to bottom
     record_start(store, job, run_id, run_dir, resume=resume)
     started = time.perf_counter()
     try:
-        fit = _fit(job, make_engine, engine, model, train, val, run_dir, resume)
+        fit = fitting.fit(
+            job, make_engine, engine, model, train, val, run_dir, resume, labels=prepared.labels,
+            show_progress=show_progress,
+        )  # fmt: skip
         ctx.close()  # the other ranks stop here; evaluation and packaging run once
         metrics, predictions, abstain = _measure(job, engine, model, prepared, fit)
         atomic_write_json(run_dir / "metrics.json", metrics)
-        _save_artifact(job, run_dir, model, prepared, metrics, target_scale, abstain, run_id, chash)
+        extra = {"run_id": run_id, "config_hash": chash} | ({"artifact_params": data_params} if data_params else {})
+        _save_artifact(job, run_dir, model, prepared, metrics, target_scale, abstain, extra)
         report, optimized = _optimize_and_report(job, run_dir, prepared, metrics, predictions, abstain)
         (run_dir / INCOMPLETE).unlink()  # last: only now may the run's model be loaded and served
         store.finish_run(run_id, status="finished", metrics=metrics, duration_s=time.perf_counter() - started)
@@ -283,8 +295,7 @@ def _save_artifact(
     metrics: dict[str, Any],
     target_scale: tuple[float, float] | None,
     abstain: dict[str, Any] | None,
-    run_id: str,
-    chash: str,
+    extra: dict[str, Any],
 ) -> None:
     save_torch_artifact(
         run_dir / "model",
@@ -299,7 +310,8 @@ def _save_artifact(
         labels=prepared.labels,
         target_scale=target_scale,
         metrics={k: v for k, v in metrics.items() if k in ("validation", "test")},
-        extra={"run_id": run_id, "config_hash": chash, "read_options": read_options(job.data)}
+        extra=extra
+        | {"read_options": read_options(job.data)}
         | ({"abstain": {k: abstain[k] for k in ("threshold", "label")}} if abstain else {}),
     )
 
@@ -363,13 +375,6 @@ def _claim(run_dir: Path, resume: bool) -> None:
         ) from None
     except OSError as exc:
         raise (storage_error(exc, run_dir) or exc) from exc
-
-
-def _fit(job: Job, make_engine: Any, engine: Any, model: Any, train: Any, val: Any, run_dir: Path, resume: bool) -> Any:
-    validation = val if len(val.target) else None
-    if job.training.soup is not None:  # several runs from the same start, weight-averaged (training/soup.py)
-        return fit_soup(make_engine, model, train, validation, run_dir, job.training, job.task, resume=resume)
-    return engine.fit(model, train, validation, run_dir, resume=resume)
 
 
 def _abstain(job: Job, labels: Any, val: Any, test: Any, predictions: dict[str, Any]) -> dict[str, Any] | None:

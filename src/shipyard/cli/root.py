@@ -25,6 +25,7 @@ from shipyard.cli.predict import evaluate, explain, predict
 from shipyard.cli.runs import runs_app
 from shipyard.cli.serve import keys_app, serve_command
 from shipyard.cli.train import demo, init, train, validate
+from shipyard.cli.tune import tune
 
 
 def _main_options(
@@ -50,6 +51,7 @@ def build_app(apps: AppRegistry = registry) -> typer.Typer:
     root.command("explain")(explain)  # shipyard explain RUN --input FILE
     for command in (train, validate, init, evaluate, predict, optimize, demo):
         root.command()(command)
+    root.command()(tune)  # shipyard tune JOB.yaml --trials N (Optuna)
     root.add_typer(runs_app, name="runs")
     root.add_typer(keys_app, name="keys")
     root.add_typer(audit_app, name="audit")  # shipyard audit privacy RUN

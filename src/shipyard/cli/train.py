@@ -54,6 +54,8 @@ def train(
         raise ShipyardError("give a job config file (or --resume RUN_DIR)", where="CONFIG")
     if job.task == "recommendation":  # its own data, models and metrics, same run folder (pipeline_recommend.py)
         from shipyard.pipeline_recommend import run_recommendation_job as run_job
+    elif job.model is not None and job.model.type == "auto":  # candidate runs, then one ensemble (shipyard/auto)
+        from shipyard.auto import run_auto as run_job
     if resume is not None:
         result = run_job(job, base_dir=base, run_dir=resume, resume=True, show_progress=not quiet)
     else:

@@ -21,6 +21,7 @@ from shipyard.config.pii import PIIConfig
 from shipyard.config.privacy import PrivacyConfig
 from shipyard.config.recommend import RecommendConfig
 from shipyard.config.retrieval import RetrievalConfig
+from shipyard.config.search import SearchConfig
 from shipyard.config.yaml_file import read_yaml_file
 
 SourceFormat = Literal[
@@ -301,6 +302,7 @@ class Job(Strict):
     output: OutputConfig = Field(default_factory=OutputConfig)
     optimize: OptimizeConfig | None = None  # run by shipyard.optimize when present
     privacy: PrivacyConfig | None = None  # DP-SGD (shipyard.training.privacy) when present
+    search: SearchConfig | None = None  # ranges for `shipyard tune` (shipyard.tune); training ignores it
     retrieval: RetrievalConfig | None = None  # task: retrieval (shipyard.pipeline_retrieval)
 
     @property

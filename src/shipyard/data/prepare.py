@@ -263,6 +263,12 @@ def _summary_extra(
             "train_rate": rate,
             "warn_above": UNKNOWN_TOKEN_WARN_RATE,
             "warning": rate > UNKNOWN_TOKEN_WARN_RATE,
+            # models that learn the vocabulary from this data instead (models/text_scratch.py)
+            **(
+                {"suggestion": "model types text_linear, text_bag and text_cnn learn their own vocabulary"}
+                if rate > UNKNOWN_TOKEN_WARN_RATE
+                else {}
+            ),
         }
     if pii_reports:  # the PII step's counts (never values), for the summary and the model card
         extra["pii"] = pii_reports

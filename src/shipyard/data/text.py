@@ -213,9 +213,11 @@ class TextEncoder:
         if rate > UNKNOWN_TOKEN_WARN_RATE:
             log.warning(
                 "%.1f%% of the training text's tokens are unknown to the tokenizer ([UNK], above %.0f%%): the model "
-                "cannot read much of this text (another language or script?). Set model.pretrained to a local "
-                "model folder whose tokenizer covers the language (e.g. a multilingual BERT saved with "
-                "save_pretrained), or clean the text (data.cleaning.text) if the unknown pieces are markup or symbols",
+                "cannot read much of this text (another language or script?). Use a model that learns its own "
+                "vocabulary from the training split (model type text_linear, text_bag or text_cnn), set "
+                "model.pretrained to a local model folder whose tokenizer covers the language (e.g. a multilingual "
+                "BERT saved with save_pretrained), or clean the text (data.cleaning.text) if the unknown pieces are "
+                "markup or symbols",
                 100 * rate,
                 100 * UNKNOWN_TOKEN_WARN_RATE,
             )

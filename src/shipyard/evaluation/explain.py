@@ -32,6 +32,7 @@ from shipyard.data.rows import read_rows
 from shipyard.errors import ShipyardError
 from shipyard.evaluation.explain_text import highlight_html, token_attributions, token_faithfulness
 from shipyard.evaluation.report import ReportSection, figure_to_img_tag, new_figure, table_html
+from shipyard.evaluation.tree_report import tree_attributions
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +85,15 @@ def _predicted(model: nn.Module, x: torch.Tensor, task: str) -> torch.Tensor:
 def tabular_attributions(
     model: nn.Module, x: np.ndarray, groups: list[tuple[str, list[int]]], task: str = "classification"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Integrated-gradients attributions summed per column: (N, n_columns), and the explained class per row."""
+    """Integrated-gradients attributions summed per column: (N, n_columns), and the explained class per row.
+    A tree model (no gradients) gives its exact TreeSHAP values instead."""
     from captum.attr import IntegratedGradients  # heavy: Captum, only when explaining
 
     model.eval()
     xt = torch.as_tensor(np.asarray(x, dtype=np.float32))
     target = _predicted(model, xt, task)
+    if hasattr(model, "contributions"):  # a tree model: LightGBM's own TreeSHAP (evaluation/tree_report.py)
+        return tree_attributions(model, x, groups, target.numpy()), target.numpy()
     ig = IntegratedGradients(_forward(model))
     attr = ig.attribute(xt, baselines=torch.zeros_like(xt), target=target, n_steps=IG_STEPS).detach().numpy()
     cols = np.stack([attr[:, idx].sum(axis=1) for _, idx in groups], axis=1)
@@ -298,10 +302,11 @@ def _report_body(job: Any, run_dir: Path, prepared: Any) -> str:
                     "test row": int(i),
                     "prediction": r["prediction"],
                     "probability": r["probability"],
-                    "top attributions (IG)": ", ".join(f"{c}: {v:+.3f}" for c, v in top),
+                    "top attributions": ", ".join(f"{c}: {v:+.3f}" for c, v in top),
                 }
             )
-        parts.append("<h3>Sampled explanations (integrated gradients, per original column)</h3>" + table_html(table))
+        method = "TreeSHAP" if hasattr(art.model, "contributions") else "integrated gradients"
+        parts.append(f"<h3>Sampled explanations ({method}, per original column)</h3>" + table_html(table))
     elif kind == "image":
         rows = _explain_inputs(art, inputs, len(sample))
         fig = new_figure(2.2 * len(rows), 4.4)

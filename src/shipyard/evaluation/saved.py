@@ -24,7 +24,7 @@ def evaluate_artifact(artifact: Artifact, frame: pd.DataFrame) -> dict[str, Any]
     if target not in frame.columns:
         raise ShipyardError(f"the data has no target column `{target}`", where="--data")
     y = artifact.preprocessor.encode_target(frame[target])
-    outputs = artifact.raw_outputs(artifact.preprocessor.transform(frame.drop(columns=[target])))
+    outputs = artifact.frame_outputs(frame.drop(columns=[target]))
     return compute_metrics(artifact.task, y, outputs, artifact.labels)
 
 

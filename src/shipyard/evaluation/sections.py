@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from shipyard.evaluation import explain, fairness, text_report
+from shipyard.evaluation import explain, fairness, text_report, tree_report
 from shipyard.evaluation.report import ReportSection, table_html
 
 __all__ = ["build_sections", "privacy_section", "soup_section"]
@@ -63,12 +63,13 @@ def soup_section(soup: Mapping[str, Any] | None, validation: Mapping[str, Any] |
 def build_sections(
     *, job: Any, run_dir: Path, metrics: Mapping[str, Any], prepared: Any, predictions: Mapping[str, Any]
 ) -> list[ReportSection]:
-    """The extra report sections of a finished run, in a fixed order: privacy, model soup, fairness, text,
+    """The extra report sections of a finished run, in a fixed order: privacy, model soup, fairness, text, trees,
     explanations."""
     sections = privacy_section(metrics.get("privacy"))
     sections += soup_section((metrics.get("training") or {}).get("soup"), metrics.get("validation"))
     kwargs = {"job": job, "run_dir": run_dir, "metrics": metrics, "prepared": prepared, "predictions": predictions}
     sections += fairness.report_sections(**kwargs)
     sections += text_report.report_sections(**kwargs)
+    sections += tree_report.report_sections(**kwargs)  # importance and SHAP of a tree model
     sections += explain.report_sections(**kwargs)
     return sections

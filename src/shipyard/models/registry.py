@@ -29,18 +29,35 @@ Builder = Callable[[Any, InputSpec], nn.Module]
 
 @dataclass(frozen=True)
 class Family:
+    """A family's builder and what the pipeline asks of the data and the trainer for it (fitting.py).
+
+    ``trainer``: ``"engine"`` (the torch engine) or ``"trees"`` (LightGBM's own boosting, training/trees.py).
+    ``cleaning``: ``data.cleaning`` settings the family needs (trees: categories as ordinal codes).
+    ``text_encoder``: the encoder a text family takes: ``"pretrained"`` (its model's own tokenizer) or
+    ``"vocabulary"`` (one learnt from the training split); the pipeline makes it (models and data are independent).
+    ``data_params(preprocessor)``: build parameters that come from the fitted data (a learnt vocabulary's size),
+    recorded in the artifact as ``artifact_params``."""
+
     name: str
     params: type[BaseModel]
     build: Builder
     input_kinds: tuple[str, ...]
+    trainer: str = "engine"
+    cleaning: dict[str, Any] | None = None
+    text_encoder: str | None = None
+    data_params: Callable[[Any], dict[str, Any]] | None = None
 
 
 _FAMILIES: dict[str, Family] = {}
 
 
-def register(name: str, params: type[BaseModel], input_kinds: tuple[str, ...]) -> Callable[[Builder], Builder]:
+def register(
+    name: str, params: type[BaseModel], input_kinds: tuple[str, ...], **options: Any
+) -> Callable[[Builder], Builder]:
+    """Decorate a builder; ``options`` are :class:`Family`'s optional fields (trainer, cleaning, ...)."""
+
     def decorate(build: Builder) -> Builder:
-        _FAMILIES[name] = Family(name, params, build, input_kinds)
+        _FAMILIES[name] = Family(name, params, build, input_kinds, **options)
         return build
 
     return decorate

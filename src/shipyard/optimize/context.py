@@ -107,8 +107,8 @@ def load_run(run_dir: Path, *, prepared: PreparedData | None = None, allow_incom
             hint="optimise a run whose training finished, or train it first with `shipyard train`",
         )
     artifact = Artifact.load(model_dir, allow_incomplete=allow_incomplete)
-    if artifact.backend != "torch" or artifact.model is None:
-        raise ShipyardError("the run's model is not a torch model; nothing to optimise", where=str(model_dir))
+    if artifact.backend not in ("torch", "lightgbm") or artifact.model is None:
+        raise ShipyardError("the run's model is not a torch or tree model; nothing to optimise", where=str(model_dir))
     if prepared is None:
         # the rows the run stored: no data source is read again, so neither the working directory nor a moved
         # source file matters

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 Runner = Callable[[dict[str, np.ndarray]], np.ndarray]
 WEIGHT_FILES = (".safetensors", ".onnx", ".data")
 PREPROCESSOR_FILES = {"preprocessor.safetensors"}
+NATIVE_MODEL_FILES = {"model.txt"}  # a tree model's own format (LightGBM)
 
 
 def default_threads() -> int:
@@ -143,7 +144,8 @@ def weights_size(folder: Path) -> int:
     """Bytes of the model weights (safetensors / ONNX / external data), not the preprocessor or tokenizer."""
     total = 0
     for path in Path(folder).iterdir():
-        if path.is_file() and path.suffix in WEIGHT_FILES and path.name not in PREPROCESSOR_FILES:
+        weights = path.suffix in WEIGHT_FILES and path.name not in PREPROCESSOR_FILES
+        if path.is_file() and (weights or path.name in NATIVE_MODEL_FILES):
             total += path.stat().st_size
     return total
 

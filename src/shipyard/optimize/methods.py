@@ -72,6 +72,11 @@ def parity_message(check: dict[str, Any]) -> str:
     )
 
 
+def _not_for_trees(ctx: RunContext, what: str, why: str) -> None:
+    if ctx.artifact.backend == "lightgbm":
+        raise MethodFailed(f"{what} does not apply to a tree model: {why}; `onnx` exports it, `distill` teaches a net")
+
+
 # ---------------------------------------------------------------------------------------------------- onnx, int8
 def onnx_method(bench: Bench, row: dict[str, Any], work: Path) -> Path:
     """The fp32 model as ONNX (ONNX Runtime backend), shipped only if it matches torch within tolerance."""
@@ -88,6 +93,7 @@ def onnx_method(bench: Bench, row: dict[str, Any], work: Path) -> Path:
 def int8_method(bench: Bench, row: dict[str, Any], work: Path) -> Path:
     """ONNX Runtime int8: static QDQ for CNNs (calibrated on training rows), dynamic for the other models."""
     ctx, cfg = bench.ctx, bench.cfg
+    _not_for_trees(ctx, "int8 quantisation", "its thresholds are compared, not multiplied")
     fp32, check = bench.fp32_export(row)
     if not check["passed"]:
         row["parity"] = check
@@ -174,6 +180,7 @@ def _prune_unstructured(bench: Bench, row: dict[str, Any], work: Path) -> tuple[
 def prune_method(bench: Bench, row: dict[str, Any], work: Path) -> Path:
     """Pruning (``structured`` or global magnitude), each followed by a short fine-tune."""
     ctx, cfg = bench.ctx, bench.cfg
+    _not_for_trees(ctx, "pruning", "a tree model has no weights to prune (fewer trees: lower n_estimators)")
     if cfg.structured:
         model, params = _prune_structured(bench, row, work)
     else:

@@ -123,6 +123,8 @@ class Runner:
         self.eval = ctx.eval_split()
         self.eval_name = next(k for k, v in ctx.prepared.splits.items() if v is self.eval)
         self.value_scale = ctx.target_scale[1] if ctx.target_scale else 1.0
+        if ctx.task == "regression" and not ctx.target_scale:  # trees learn the target in its own units
+            self.value_scale = float(np.std(self.eval.target)) or 1.0
         with torch_threads(threads):
             self.reference: np.ndarray = run_batched(torch_runner(ctx.artifact.model), self.eval.inputs)
         self.base: dict[str, Any] = {}
@@ -208,7 +210,13 @@ class Runner:
 
     def export(self, model: nn.Module, path: Path, row: dict[str, Any]) -> dict[str, Any]:
         """Export ``model`` to ONNX and check it against torch; ``passed`` says whether it may ship."""
-        row["exporter"] = export_onnx(model, self.eval.inputs, path, exporter=self.cfg.exporter)
+        if getattr(model, "native_backend", None) == "lightgbm":  # trees: onnxmltools' TreeEnsemble operators
+            from shipyard.optimize.tree_onnx import export_tree
+
+            export_tree(model, path, self.eval.inputs["x"])
+            row["exporter"] = "onnxmltools"
+        else:
+            row["exporter"] = export_onnx(model, self.eval.inputs, path, exporter=self.cfg.exporter)
         check = parity(
             model,
             path,

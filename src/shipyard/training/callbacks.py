@@ -9,6 +9,7 @@ points, in list order (in the manner of Lightning's callbacks):
 - ``skip_micro_batch`` / ``on_train_batch``: per micro-batch (DP-SGD's empty batches, augmentation);
 - ``before_optimizer_step`` / ``after_optimizer_step``: around each optimiser step (DP noise seed, EMA update);
 - ``evaluation_weights``: the weights validation judges (EMA's average);
+- ``on_epoch_end``: after each epoch's evaluation, with its log entry (a search's pruning reads it and may stop);
 - ``on_fit_end``: after the best weights are restored; returns fields of the ``FitResult`` (DP's accounting);
 - ``state_key`` / ``state_dict`` / ``load_state_dict``: the callback's part of every checkpoint, for exact resume.
 
@@ -98,6 +99,9 @@ class Callback:
 
     def on_fit_end(self, fit: FitContext) -> dict[str, Any]:
         return {}
+
+    def on_epoch_end(self, fit: FitContext, entry: dict[str, Any]) -> None:
+        """After each epoch's evaluation (``entry``: its log line); may stop the fit (``fit.state.stopped_early``)."""
 
     def state_dict(self) -> dict[str, Any]:
         return {}

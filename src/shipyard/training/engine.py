@@ -354,6 +354,8 @@ class Engine:
                 run.progress.note(val)
                 self._early_stopping(val, state, run.model, run.run_dir, epoch)
         run.logger.write(entry)
+        for cb in run.callbacks:
+            cb.on_epoch_end(run, entry)
         state.epoch = epoch + 1
         state.group = 0
         state.loss_sum, state.loss_count = 0.0, 0
