@@ -273,17 +273,7 @@ def _measure(
         fairness = fairness_metrics(job, prepared, predictions)
         if fairness:
             metrics["fairness"] = fairness
-    metrics["training"] = {
-        "epochs": fit.epochs_run,
-        "steps": fit.global_step,
-        "best_epoch": fit.best_epoch,
-        "stopped_early": fit.stopped_early,
-        "precision": fit.precision,
-        "seconds": round(fit.seconds, 2),
-        "examples_per_second": round(fit.examples_per_second, 1),
-    }
-    if fit.soup is not None:
-        metrics["training"]["soup"] = fit.soup
+    metrics["training"] = fit.summary()
     return metrics, predictions, abstain
 
 

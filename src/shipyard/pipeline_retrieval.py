@@ -194,14 +194,7 @@ def run_retrieval_job(  # long: a retrieval run's steps in order (pairs, bi-enco
             name: {**values[cfg.ranking], "ranking": cfg.ranking} for name, values in rankings.items() if values
         }
         metrics["retrieval"] = rankings
-        metrics["training"] = {
-            "epochs": fit.epochs_run,
-            "steps": fit.global_step,
-            "best_epoch": fit.best_epoch,
-            "stopped_early": fit.stopped_early,
-            "seconds": round(fit.seconds, 2),
-            "examples_per_second": round(fit.examples_per_second, 1),
-        }
+        metrics["training"] = fit.summary()
         atomic_write_json(run_dir / "metrics.json", metrics)
         meta_path = run_dir / "model" / "shipyard.json"
         import json

@@ -63,6 +63,21 @@ class FitResult:
     privacy: dict[str, Any] | None = None  # DP-SGD accounting (training/privacy.py), None without DP
     soup: dict[str, Any] | None = None  # a model soup's ingredients and choice (training/soup.py)
 
+    def summary(self) -> dict[str, Any]:
+        """The ``training`` block of a run's metrics.json: how long and how far the fit went."""
+        out: dict[str, Any] = {
+            "epochs": self.epochs_run,
+            "steps": self.global_step,
+            "best_epoch": self.best_epoch,
+            "stopped_early": self.stopped_early,
+            "precision": self.precision,
+            "seconds": round(self.seconds, 2),
+            "examples_per_second": round(self.examples_per_second, 1),
+        }
+        if self.soup is not None:
+            out["soup"] = self.soup
+        return out
+
 
 def metric_value(values: dict[str, Any], name: str, *, where: str) -> float:
     """``values[name]`` as a float; a ShipyardError at ``where`` listing the computed metrics when it is not one."""
