@@ -65,18 +65,10 @@ class FitResult:
 
     def summary(self) -> dict[str, Any]:
         """The ``training`` block of a run's metrics.json: how long and how far the fit went."""
-        out: dict[str, Any] = {
-            "epochs": self.epochs_run,
-            "steps": self.global_step,
-            "best_epoch": self.best_epoch,
-            "stopped_early": self.stopped_early,
-            "precision": self.precision,
-            "seconds": round(self.seconds, 2),
-            "examples_per_second": round(self.examples_per_second, 1),
-        }
-        if self.soup is not None:
-            out["soup"] = self.soup
-        return out
+        out = {"epochs": self.epochs_run, "steps": self.global_step, "best_epoch": self.best_epoch}
+        out |= {"stopped_early": self.stopped_early, "precision": self.precision, "seconds": round(self.seconds, 2)}
+        out |= {"examples_per_second": round(self.examples_per_second, 1)}
+        return out | ({"soup": self.soup} if self.soup is not None else {})
 
 
 def metric_value(values: dict[str, Any], name: str, *, where: str) -> float:
