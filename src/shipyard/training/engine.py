@@ -33,6 +33,7 @@ from shipyard.training.basic_metrics import MetricsFn, basic_metrics
 from shipyard.training.callbacks import Callback, FitContext, TrainState, builtin_callbacks
 from shipyard.training.checkpoint import capture_rng, load_latest, rank_rng, restore_rng, save_checkpoint
 from shipyard.training.distributed import DistContext
+from shipyard.training.fit_result import FitResult as FitResult  # where the families and the pipeline import it
 from shipyard.training.precision import resolve_precision
 from shipyard.training.progress import RateWindow, TrainProgress
 from shipyard.training.schedules import build_optimizer, build_scheduler
@@ -47,28 +48,6 @@ LOWER_IS_BETTER = {"loss", "log_loss", "mse", "rmse", "mae", "ece", "expected_ca
 class SplitLike(Protocol):
     inputs: dict[str, np.ndarray]
     target: np.ndarray
-
-
-@dataclass
-class FitResult:
-    epochs_run: int
-    global_step: int
-    best_epoch: int
-    best_value: float | None
-    stopped_early: bool
-    history: list[dict[str, Any]] = field(default_factory=list)
-    precision: str = "fp32"
-    seconds: float = 0.0
-    examples_per_second: float = 0.0
-    privacy: dict[str, Any] | None = None  # DP-SGD accounting (training/privacy.py), None without DP
-    soup: dict[str, Any] | None = None  # a model soup's ingredients and choice (training/soup.py)
-
-    def summary(self) -> dict[str, Any]:
-        """The ``training`` block of a run's metrics.json: how long and how far the fit went."""
-        out = {"epochs": self.epochs_run, "steps": self.global_step, "best_epoch": self.best_epoch}
-        out |= {"stopped_early": self.stopped_early, "precision": self.precision, "seconds": round(self.seconds, 2)}
-        out |= {"examples_per_second": round(self.examples_per_second, 1)}
-        return out | ({"soup": self.soup} if self.soup is not None else {})
 
 
 def metric_value(values: dict[str, Any], name: str, *, where: str) -> float:
