@@ -6,6 +6,11 @@ label set is the one in the served artefact's ``shipyard.json``. Every problem i
 says what is wrong (its ``status`` is the HTTP code the server answers with) and nothing is written: an unknown
 prediction id (404), a label outside the set or a malformed answer (422), a second answer for a prediction (409).
 A CSV import is checked row by row first and written in one transaction only when every row is good.
+
+Applications (the support and finmon apps) push the corrections their users make through
+:func:`submit_correction` (model name, input, label, source): it answers a logged prediction when the app has its
+id, and otherwise records the input itself (redacted, with a retention) so that ``shipyard retrain`` learns from it
+and ``shipyard data forget`` reaches it.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -23,11 +29,15 @@ import pandas as pd
 import sqlalchemy as sa
 
 from shipyard.errors import ShipyardError
-from shipyard.loop.predlog import rows_to_frame
+from shipyard.loop.predlog import new_prediction_id, redact_inputs, rows_to_frame
 from shipyard.loop.store import LoopStore, feedback, predictions, under_folder
 
 KINDS = ("label", "value", "rating", "thumbs")
 MAX_IMPORT_ERRORS = 20
+# the version of an input an application recorded itself (no served version answered it): monitoring leaves
+# these out of the drift window, since people correct the wrong answers far more often than the right ones
+APP_VERSION = 0
+_SOURCE = re.compile(r"[a-z][a-z0-9_-]{0,15}")
 
 
 class FeedbackError(ShipyardError):
@@ -315,3 +325,99 @@ def feedback_accuracy(
     with store.connect() as conn:
         values = [bool(r[0]) for r in conn.execute(query)]
     return len(values), (sum(values) / len(values) if values else None)
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars and arrays (what apps often hold) as JSON values."""
+    return value.tolist() if hasattr(value, "tolist") else str(value)
+
+
+def _app_store(model_path: Path, database_url: str | None) -> LoopStore:
+    """The loop store of the runs folder that holds ``model_path`` (a run folder, or its ``model/``)."""
+    for run_dir in (model_path, model_path.parent):
+        if (run_dir / "run.json").is_file():
+            return LoopStore.open(run_dir.parent, database_url)
+    if database_url:
+        return LoopStore(database_url)
+    raise ShipyardError(
+        "cannot tell which loop store to write to: the model is not inside a run folder",
+        where=str(model_path),
+        hint="pass store= (a LoopStore) or database_url=",
+    )
+
+
+def submit_correction(  # long: one documented entry point; every argument is checked here, up front
+    model: str,
+    inputs: dict[str, Any],
+    label: str | float,
+    *,
+    source: str,
+    model_path: str | Path,
+    prediction_id: str | None = None,
+    predicted: str | float | None = None,
+    actor: str | None = None,
+    store: LoopStore | None = None,
+    database_url: str | None = None,
+    retention_days: float = 30.0,
+) -> dict[str, Any]:
+    """Store one correction an application's user made: the true ``label`` (or value) for ``inputs``.
+
+    ``model``: the served name; ``model_path``: the run folder (or its model folder) that answered, which gives the
+    label set it is checked against and the run a ``shipyard retrain`` of it will learn from. ``source``: who sends
+    it (``support``, ``finmon``; lower case, at most 16 characters). ``prediction_id``: the id the server answered
+    with, when the app has it; if that prediction was logged, the correction answers it (its logged input wins over
+    ``inputs``), else ``inputs`` are recorded under that id. ``predicted``: what the model said, if known; it sets
+    whether the model was right (the accuracy that monitoring reports). Inputs are redacted like the prediction log
+    and kept ``retention_days``. ``store`` / ``database_url``: default, the store of the runs folder holding
+    ``model_path``. Returns the stored row (``prediction_id``, ``model``, ``label`` / ``value``, ``source``,
+    ``logged``: whether it answered a logged prediction). Errors are :class:`FeedbackError` (422 a bad label or
+    input, 409 a second correction for the same prediction) or :class:`ShipyardError`; nothing is written then.
+    """
+    if not isinstance(source, str) or not _SOURCE.fullmatch(source):
+        raise FeedbackError(
+            f"source must be a lower-case name of at most 16 characters, got {source!r}", status=422, where="source"
+        )
+    if not isinstance(inputs, dict) or not inputs:
+        raise FeedbackError("inputs must be a non-empty mapping of feature -> value", status=422, where="inputs")
+    if not math.isfinite(retention_days) or retention_days <= 0:
+        raise FeedbackError(f"retention_days must be positive, got {retention_days!r}", status=422)
+    path = Path(model_path).expanduser().resolve()
+    store = store or _app_store(path, database_url)
+    meta = model_meta(str(path))
+    kind = "label" if meta["task"] == "classification" else "value"
+    pid = str(prediction_id).strip() if prediction_id else new_prediction_id()
+    where = f"correction from {source} for {model!r} ({pid})"
+    now = time.time()
+    with store.begin() as conn:
+        logged = conn.execute(sa.select(predictions).where(predictions.c.id == pid)).mappings().first()
+        if logged is None:
+            stored, n_redacted = redact_inputs(inputs)
+            guess = None if predicted is None else str(predicted)
+            logged = {
+                "id": pid,
+                "model": model,
+                "version": APP_VERSION,
+                "model_path": str(path),
+                "at": now,
+                "expires_at": now + retention_days * 86400.0,
+                "inputs": json.dumps(stored, default=_plain),
+                "outputs": json.dumps({kind: predicted} if predicted is not None else {}, default=_plain),
+                "label": guess if kind == "label" else None,
+                "confidence": None,
+                "margin": None,
+                "shadow": None,
+                "redactions": n_redacted,
+            }
+            conn.execute(predictions.insert().values(**logged))
+        elif logged["model"] != model:
+            raise FeedbackError(f"prediction {pid!r} is not one of {model!r}'s", status=404, where=where)
+        _prediction(conn, pid, where)  # refuses a second answer
+        row = validate(FeedbackItem(pid, **{kind: label}), logged, where=where)
+        if kind == "label" and logged["label"] is None:  # (the transaction writes nothing if validate refuses)
+            row["correct"] = None  # the app did not say what the model answered
+        row.update(prediction_id=pid, model=model, source=source, actor=actor or source, at=now)
+        try:
+            conn.execute(feedback.insert().values(**row))
+        except sa.exc.IntegrityError:
+            raise FeedbackError(f"prediction {pid!r} already has feedback (a duplicate)", status=409) from None
+    return {**row, "logged": logged["version"] != APP_VERSION}

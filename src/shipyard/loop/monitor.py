@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from shipyard.config.loop import DriftThresholds
 from shipyard.errors import ShipyardError
 from shipyard.loop.drift import FeatureDrift, compare_frames, prediction_drift
-from shipyard.loop.feedback import feedback_accuracy
+from shipyard.loop.feedback import APP_VERSION, feedback_accuracy
 from shipyard.loop.predlog import load_predictions
 from shipyard.loop.store import LoopStore, predictions
 
@@ -139,6 +139,8 @@ def check_model(
     model_path = model_path or latest_model_path(store, model)
     reference = load_reference(model_path)
     current = load_predictions(store, model, since=now - window_s, until=now + 1e-6)
+    if len(current):  # inputs an application recorded with its users' corrections are not served traffic
+        current = current[current["_version"] != APP_VERSION].reset_index(drop=True)
     n_fb, accuracy = feedback_accuracy(store, model, since=now - window_s, until=now + 1e-6)
     report = DriftReport(model, now, window_s, len(reference.frame), len(current), "insufficient")
     report.feedback = {"n": n_fb, "accuracy": accuracy, "reference": reference.test_accuracy}
