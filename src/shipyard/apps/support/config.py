@@ -24,6 +24,8 @@ class IntentConfig(_Strict):
     run: str | None = None
     # ... or, without one, the intent is the weighted vote of the groups of the k best retrieved passages
     vote_k: int = Field(default=10, ge=1, le=100)
+    # the name the intent run's feedback is filed under in the loop store (`shipyard retrain` of the run uses it)
+    name: str = Field(default="support-intent", min_length=1, max_length=64)
 
 
 class EscalationConfig(_Strict):

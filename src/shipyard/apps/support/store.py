@@ -214,6 +214,19 @@ class SupportStore:
             unhelpful = conn.execute("SELECT unhelpful FROM conversations WHERE id = ?", (row[0],)).fetchone()[0]
         return {"conversation_id": row[0], "unhelpful": int(unhelpful)}
 
+    def question(self, turn_id: int) -> tuple[str, str | None]:
+        """(the customer's redacted words an assistant answer replied to, the intent it answered with)."""
+        with self._tx() as conn:
+            row = conn.execute(
+                """SELECT q.text, a.intent FROM turns a JOIN turns q ON q.id = (SELECT MAX(id) FROM turns
+                   WHERE conversation_id = a.conversation_id AND role = 'customer' AND id < a.id)
+                   WHERE a.id = ? AND a.role = 'assistant'""",
+                (turn_id,),
+            ).fetchone()
+        if row is None:
+            raise ShipyardError("no assistant answer with this turn id", where=f"turn {turn_id}")
+        return str(row[0]), row[1]
+
     def export_feedback(self, folder: Path) -> dict[str, int]:
         """``intents.csv`` (text, intent) and ``pairs.csv`` (query, passage_id): the customer's redacted words
         with the intent and answer that were confirmed helpful or given by an agent's correction."""
