@@ -117,6 +117,8 @@ def main() -> None:
         "concurrent_turns_per_s": round(len(concurrent) / wall, 1),
         "sequential_turns_per_s": round(1000 / statistics.mean(ms), 1),
         "concurrency": args.concurrency,
+        # the exported ONNX encoder when `shipyard optimize` made one (as the server), else torch
+        "encoder": bot.searcher.onnx_file.name if bot.searcher.onnx_file else "torch",
     }
     summary["throughput_ratio_vs_sequential"] = round(
         summary["concurrent_turns_per_s"] / summary["sequential_turns_per_s"], 2
