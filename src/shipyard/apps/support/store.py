@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,6 +50,7 @@ class SupportStore:
         self.path = Path(path)
         self.redact_types = set(redact_types) if redact_types else None
         self.retention_s = retention_days * 86400
+        self._local_lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if not self.path.exists():
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, PRIVATE_MODE))
@@ -66,6 +68,14 @@ class SupportStore:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        # one transaction at a time per process: 64 request threads queue on this lock instead of on SQLite's
+        # write lock, whose busy timeout a writer starved of the GIL (while others embed queries) could run out
+        # (bench/support.py hit "database is locked" that way on a loaded machine); other processes still wait
+        # on busy_timeout
+        with self._local_lock:
+            yield from self._tx_unlocked()
+
+    def _tx_unlocked(self) -> Iterator[sqlite3.Connection]:
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         try:
             conn.execute("PRAGMA foreign_keys = ON")
