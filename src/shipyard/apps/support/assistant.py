@@ -143,7 +143,12 @@ class Assistant:
             return self._escalate(text, reply, f"intent {reply.intent} goes to a person")
         if reply.intent is None or reply.confidence < self.cfg.escalation.min_confidence:
             return self._escalate(text, reply, f"low confidence ({reply.confidence:.2f})")
-        if reply.intent in self.cfg.tools.order_intents and "order_status" in self.tools:
+        asks = self.cfg.tools.ask_order_number
+        if (
+            reply.intent in self.cfg.tools.order_intents
+            and "order_status" in self.tools
+            and ("order_id" in slots or asks is None or reply.intent in asks)
+        ):
             try:
                 return self._order_answer(text, reply)
             except ToolFailed as exc:
