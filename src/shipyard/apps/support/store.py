@@ -50,7 +50,7 @@ class SupportStore:
         self.path = Path(path)
         self.redact_types = set(redact_types) if redact_types else None
         self.retention_s = retention_days * 86400
-        self._local_lock = threading.Lock()
+        self._local_lock = threading.RLock()  # re-entrant: as before, a nested call meets SQLite, not a deadlock
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if not self.path.exists():
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, PRIVATE_MODE))
