@@ -10,6 +10,7 @@ The fine-tuned run comes from `shipyard train examples/support_retrieval.yaml --
 responses. A hit is a response written for the query's intent.
 
     .venv/bin/python bench/retrieval.py --run RUN [--synthetic 100000] [--queries 1000] [--no-index]
+    .venv/bin/python bench/retrieval.py --run RUN --baselines-on OTHER_RUN/splits/test.parquet
 
 The held-out-intents run (`examples/support_retrieval_groups.yaml`: 5 intents never trained on) goes through the
 same script; its test queries all belong to the held-out intents.
@@ -77,6 +78,28 @@ def quality(run: Path) -> dict[str, dict]:
         [[i for i, _ in r] for r in searcher.index.search(queries, q, 10, "hybrid")], groups, test, counts
     )
     logging.info("quality in %.0fs", time.perf_counter() - started)
+    return out
+
+
+def baselines(run: Path, split: Path) -> dict[str, dict]:
+    """BM25 and frozen MiniLM on another split's test queries over ``run``'s collection (no fine-tuned model:
+    e.g. the held-out-intents split of examples/support_retrieval_groups.yaml before its run is trained)."""
+    searcher = Searcher.load(run, encoder="torch")
+    test = pd.read_parquet(split)
+    passages = searcher.index.passages
+    groups = {pid: p["group"] for pid, p in passages.items()}
+    counts = pd.Series(list(groups.values())).value_counts()
+    queries = test["query"].tolist()
+    out = {"bm25": score([[i for i, _ in r] for r in searcher.index.bm25_search(queries, 10)], groups, test, counts)}
+    frozen = build_biencoder(BiEncoderParams(), InputSpec(kind="text", n_outputs=0)).eval()
+    index = PassageIndex(dim=frozen.dim, config=IndexConfig(kind="flat"))
+    frozen_searcher = Searcher(searcher.path, searcher.meta, frozen, index)
+    ids = list(passages)
+    texts = [passages[i]["text"] for i in ids]
+    index.add(ids, texts, [groups[i] for i in ids], frozen_searcher.embed(texts, passages=True))
+    found = index.dense_search(frozen_searcher.embed(queries), 10)
+    out["frozen MiniLM"] = score([[i for i, _ in r] for r in found], groups, test, counts)
+    out["held-out groups"] = sorted(test["group"].unique())  # type: ignore[assignment]
     return out
 
 
@@ -153,9 +176,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-index", action="store_true", help="Skip the synthetic index-size test.")
     parser.add_argument("--encoder-queries", type=int, default=300, help="Queries timed per encoder.")
+    parser.add_argument("--baselines-on", type=Path, help="Only BM25 and frozen on this split's test.parquet.")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
+    if args.baselines_on:
+        print(json.dumps(baselines(args.run, args.baselines_on)))
+        return
     result = {
         "quality": quality(args.run),
         "encoders": encoder_speed(args.run, args.encoder_queries),
