@@ -41,14 +41,10 @@ def optimize(
 
     # a recommender: the two-tower model's towers (optimize/recommend_onnx.py), not the predict trade-off table
     if is_recommender(run / "model" if (run / "model").is_dir() else run):
-        from shipyard.optimize.recommend_onnx import export_towers
-
-        chosen = {m.strip() for m in methods.split(",") if m.strip()}
-        if not chosen <= {"onnx", "int8"}:
-            raise ShipyardError(f"a recommender supports --methods onnx,int8, not {sorted(chosen)}", where="--methods")
-        report = export_towers(run, int8="int8" in chosen, threads=threads or 1)
-        console.print_json(data=report)
-        console.print(f"towers: {Path(run) / 'optimized' / 'towers'}")
+        _towers(run, methods, threads)
+        return
+    if _is_retrieval(run):  # a retrieval run: its search encoder, to ONNX (and int8), used by /search
+        _search_encoder(run, methods, threads)
         return
     cfg: dict[str, Any] = {
         "methods": [m.strip() for m in methods.split(",") if m.strip()],
@@ -64,3 +60,47 @@ def optimize(
     table = optimize_run(run, cfg)
     console.print(format_table(table), markup=False, highlight=False)
     console.print(f"trade-off table: {Path(run) / 'optimized' / 'optimize.json'}")
+
+
+def _towers(run: Path, methods: str, threads: int | None) -> None:
+    """A two-tower recommender's towers to ONNX (and int8); MF/BPR are refused with the reason by export_towers."""
+    from shipyard.optimize.recommend_onnx import export_towers
+
+    chosen = {m.strip() for m in methods.split(",") if m.strip()}
+    if not chosen <= {"onnx", "int8"}:
+        raise ShipyardError(f"a recommender supports --methods onnx,int8, not {sorted(chosen)}", where="--methods")
+    report = export_towers(run, int8="int8" in chosen, threads=threads or 1)
+    console.print_json(data=report)
+    console.print(f"towers: {Path(run) / 'optimized' / 'towers'}")
+
+
+def _is_retrieval(run: Path) -> bool:
+    import json
+
+    meta = Path(run) / "model" / "shipyard.json"
+    try:
+        return json.loads(meta.read_text(encoding="utf-8")).get("task") == "retrieval"
+    except (OSError, ValueError):
+        return False  # optimize_run reports an unreadable run
+
+
+def _search_encoder(run: Path, methods: str, threads: int | None) -> None:
+    from shipyard.errors import ShipyardError
+    from shipyard.optimize.search_encoder import export_search_encoder
+
+    chosen = {m.strip() for m in methods.split(",") if m.strip()}
+    if not chosen <= {"onnx", "int8"}:
+        raise ShipyardError(
+            f"a retrieval run's encoder is exported to ONNX (and int8) only, not {sorted(chosen - {'onnx', 'int8'})}",
+            where="--methods",
+        )
+    record = export_search_encoder(run, int8="int8" in chosen, threads=threads or 2)
+    for kind, row in record["files"].items():
+        verdict = "passed" if row["ok"] else "failed: not served"
+        console.print(
+            f"{kind}: cosine with torch min {row['cosine_min']:.4f} mean {row['cosine_mean']:.5f}, same best passage "
+            f"{row['same_best_passage']:.3f}, {row['bytes'] / 1e6:.1f} MB, {verdict}",
+            markup=False,
+            highlight=False,
+        )
+    console.print(f"search uses: {record['serve']} ({Path(run) / 'model' / 'onnx'})", markup=False, highlight=False)

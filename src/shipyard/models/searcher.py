@@ -2,6 +2,10 @@
 
 `Searcher.load(model_folder)` is what `serve` and the support application use; `add` / `delete` change the index
 (encoding new passages with the same encoder) and `save` writes it back, without retraining.
+
+When `shipyard optimize` has exported the encoder (``model/onnx/``, see optimize/search_encoder.py), queries and
+new passages are embedded by ONNX Runtime with the file ``onnx.json`` names (int8 when it passed its check
+against torch); ``encoder="torch"`` keeps the torch encoder.
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -19,10 +23,22 @@ from shipyard.models.biencoder import BiEncoder, load_biencoder
 from shipyard.models.search_index import PassageIndex
 
 META = "shipyard.json"
+ONNX_DIR = "onnx"  # model/onnx/: encoder.onnx, encoder.int8.onnx, onnx.json (optimize/search_encoder.py)
+ONNX_META = "onnx.json"
+Encoder = Literal["auto", "torch", "onnx", "int8"]
 
 
 class Searcher:
-    def __init__(self, path: Path, meta: dict[str, Any], model: BiEncoder, index: PassageIndex) -> None:
+    def __init__(
+        self,
+        path: Path,
+        meta: dict[str, Any],
+        model: BiEncoder,
+        index: PassageIndex,
+        *,
+        onnx_file: Path | None = None,
+        threads: int | None = None,
+    ) -> None:
         self.path = path
         self.meta = meta
         self.model = model
@@ -34,9 +50,13 @@ class Searcher:
         self.ranking: str = meta.get("retrieval", {}).get("ranking", "dense")
         self.rrf_k = int(meta.get("retrieval", {}).get("rrf_k", 60))
         self._lock = threading.Lock()  # index changes and searches from several request threads
+        self.onnx_file = onnx_file
+        self._session = _ort_session(onnx_file, threads or torch.get_num_threads()) if onnx_file else None
 
     @classmethod
-    def load(cls, path: str | Path) -> Searcher:
+    def load(cls, path: str | Path, *, encoder: Encoder = "auto") -> Searcher:
+        """``encoder``: ``auto`` the exported ONNX encoder when there is one, else torch; ``onnx`` / ``int8`` that
+        file (an error when it is missing); ``torch`` the torch encoder."""
         path = Path(path)
         if (path / "model" / META).is_file():
             path = path / "model"
@@ -47,7 +67,7 @@ class Searcher:
         if meta.get("task") != "retrieval":
             raise ShipyardError(f"the model's task is {meta.get('task')!r}, not retrieval", where=str(path))
         model = load_biencoder(path, meta["model"]["params"])
-        return cls(path, meta, model, PassageIndex.load(path))
+        return cls(path, meta, model, PassageIndex.load(path), onnx_file=onnx_encoder(path, encoder))
 
     def embed(self, texts: list[str], *, passages: bool = False, batch_size: int = 64) -> np.ndarray:
         """Unit vectors (N, D) for queries (or passages), in order."""
@@ -57,7 +77,11 @@ class Searcher:
             for start in range(0, len(texts), batch_size):
                 chunk = [t if t.strip() else " " for t in texts[start : start + batch_size]]
                 enc = self.tokenizer(chunk, max_length=max_length, truncation=True, padding=True, return_tensors="pt")
-                out.append(self.model.embed(enc["input_ids"], enc["attention_mask"]).numpy())
+                if self._session is not None:
+                    feed = {k: enc[k].numpy().astype(np.int64) for k in ("input_ids", "attention_mask")}
+                    out.append(np.asarray(self._session.run(None, feed)[0], dtype=np.float32))
+                else:
+                    out.append(self.model.embed(enc["input_ids"], enc["attention_mask"]).numpy())
         return np.concatenate(out) if out else np.zeros((0, self.index.dim), dtype=np.float32)
 
     def search(
@@ -117,3 +141,36 @@ class Searcher:
     def save(self) -> None:
         with self._lock:
             self.index.save(self.path)
+
+
+def onnx_encoder(path: Path, encoder: Encoder) -> Path | None:
+    """The exported encoder file to use for ``encoder`` (see `Searcher.load`)."""
+    if encoder == "torch":
+        return None
+    record_path = path / ONNX_DIR / ONNX_META
+    if not record_path.is_file():
+        if encoder == "auto":
+            return None
+        raise ShipyardError(
+            f"no exported encoder ({ONNX_DIR}/{ONNX_META})", where=str(path), hint="shipyard optimize RUN"
+        )
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        kind = record["serve"] if encoder == "auto" else ("fp32" if encoder == "onnx" else "int8")
+        file = path / ONNX_DIR / record["files"][kind]["file"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ShipyardError(f"unreadable or incomplete {ONNX_META} ({exc!r})", where=str(record_path)) from None
+    if not file.is_file():
+        raise ShipyardError("the exported encoder file is missing", where=str(file))
+    return file
+
+
+def _ort_session(path: Path, threads: int) -> Any:
+    import onnxruntime as ort  # only when an exported encoder is used
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.intra_op_num_threads = max(1, threads)
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "retrieval"))
-from retrieval_helpers import tiny_run
+from retrieval_helpers import bitext_slice, tiny_run
 
 from shipyard.apps.support.tools import write_orders
 
@@ -50,3 +50,30 @@ def support_config(root: Path, **changes: Any) -> Path:
     path = root / "support.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
+
+
+def tiny_intent_run(root: Path) -> Path:
+    """A text classification run (MiniLM, 3 steps) on the same Bitext slice: the intent model of the loop tests.
+    It lives in ``root/runs/intent`` (a runs folder, so the loop store of its feedback is ``root/runs``)."""
+    from shipyard.config.schema import Job
+    from shipyard.pipeline import run_job
+
+    run = root / "runs" / "intent"
+    if (run / "model" / "shipyard.json").is_file():
+        return run
+    job = {
+        "task": "classification",
+        "name": "tiny-intent",
+        "data": {
+            "source": {"path": str(bitext_slice(root))},
+            "target": "intent",
+            "features": [{"name": "instruction", "type": "text"}],
+            "split": {"method": "stratified", "validation": 0.2, "test": 0.0},
+            "text": {"max_length": 24},
+        },
+        "model": {"type": "transformer", "pretrained": "minilm", "mode": "frozen"},
+        "training": {"batch_size": 16, "epochs": 1, "max_steps": 3, "learning_rate": 1e-3, "seed": 0,
+                     "num_threads": 2},
+        "output": {"run_dir": str(run)},
+    }  # fmt: skip
+    return run_job(Job.model_validate(job), base_dir=root, show_progress=False).run_dir

@@ -115,3 +115,19 @@ def test_agent_corrections_and_feedback_export(make_assistant, tmp_path: Path) -
     assert counts == {"intents": 2, "pairs": 2}
     rows = list(csv.DictReader((tmp_path / "export" / "intents.csv").open()))
     assert rows[0]["text"] == "how can I reset my password" and rows[1]["intent"] == "recover_password"
+
+
+def test_an_order_intent_without_a_number_answers_from_the_faq_unless_it_must_ask(make_assistant) -> None:
+    bot = make_assistant(
+        tools={"order_status": {"db": "orders.db"}, "order_intents": ["track_order", "delivery_options"],
+               "ask_order_number": ["track_order"]},
+    )  # fmt: skip
+    bot.classify = lambda text: ("delivery_options", 0.9, bot.searcher.search([text], 5)[0])
+    cid = bot.store.new_conversation()
+    faq = bot.reply(cid, "how long does delivery take?")
+    assert faq.tool is None and "order number" not in faq.answer  # a FAQ answer, no question back
+    bot.reply(cid, "my order is 70000002")  # the conversation now knows an order number
+    follow = bot.reply(cid, "and when will it arrive?")
+    assert follow.tool and follow.tool["found"] and "70000002" in follow.answer
+    bot.classify = lambda text: ("track_order", 0.9, [])
+    assert "order number" in bot.reply(bot.store.new_conversation(), "where is my parcel").answer

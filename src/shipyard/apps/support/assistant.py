@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from shipyard.apps.support.config import SupportConfig, resolve
+from shipyard.apps.support.learning import LoopLink
 from shipyard.apps.support.slots import extract
 from shipyard.apps.support.store import SupportStore
 from shipyard.apps.support.tools import OrderStatusTool, Tool, ToolFailed, call_tool
@@ -80,6 +81,16 @@ class Assistant:
         self.cfg = cfg
         self.searcher = searcher or Searcher.load(resolve(base, cfg.retrieval_run))
         self.intent_model = IntentModel(resolve(base, cfg.intent.run)) if cfg.intent.run else None
+        self.loop = (  # helpful answers and agents' corrections become the intent run's feedback (learning.py)
+            LoopLink(
+                resolve(base, cfg.intent.run),
+                cfg.intent.name,
+                self.intent_model.feature,
+                retention_days=cfg.store.retention_days,
+            )
+            if self.intent_model is not None and cfg.intent.run
+            else None
+        )
         self.store = store or SupportStore(
             resolve(base, cfg.store.path), redact_types=cfg.store.redact, retention_days=cfg.store.retention_days
         )
@@ -132,7 +143,12 @@ class Assistant:
             return self._escalate(text, reply, f"intent {reply.intent} goes to a person")
         if reply.intent is None or reply.confidence < self.cfg.escalation.min_confidence:
             return self._escalate(text, reply, f"low confidence ({reply.confidence:.2f})")
-        if reply.intent in self.cfg.tools.order_intents and "order_status" in self.tools:
+        asks = self.cfg.tools.ask_order_number
+        if (
+            reply.intent in self.cfg.tools.order_intents
+            and "order_status" in self.tools
+            and ("order_id" in slots or asks is None or reply.intent in asks)
+        ):
             try:
                 return self._order_answer(text, reply)
             except ToolFailed as exc:
@@ -209,7 +225,11 @@ class Assistant:
     # ------------------------------------------------------------------ feedback and agents
     def feedback(self, turn_id: int, helpful: bool) -> dict[str, Any]:
         state = self.store.add_feedback(turn_id, helpful=helpful)
-        out: dict[str, Any] = {"recorded": True, "escalated": False, "ticket_id": None}
+        out: dict[str, Any] = {"recorded": True, "escalated": False, "ticket_id": None, "loop": False}
+        if helpful and self.loop is not None:
+            text, intent = self.store.question(turn_id)
+            if intent:  # an escalation note has no intent to confirm
+                out["loop"] = self._to_loop(text, intent, predicted=intent, actor="customer")
         if not helpful and state["unhelpful"] >= self.cfg.escalation.unhelpful_answers:
             cid = state["conversation_id"]
             out["ticket_id"] = self.store.open_ticket(cid, f"{state['unhelpful']} unhelpful answers")
@@ -230,7 +250,10 @@ class Assistant:
     ) -> dict[str, Any]:
         ticket = self.store.ticket(ticket_id)
         cid = ticket["conversation_id"]
+        if correct_intent and self.loop is not None:
+            self.loop.check(correct_intent)  # an unknown intent is refused before anything is written
         turn = self.store.add_turn(cid, "agent", text)
+        sent = False
         if correct_intent or correct_passage_id is not None:  # the agent's correction of the last answer
             answers = [t for t in ticket["conversation"]["turns"] if t["role"] == "assistant"]
             last = [t for t in answers if not t["escalated"]] or answers  # the answer, not the hand-over note
@@ -242,6 +265,21 @@ class Assistant:
                     correct_passage_id=correct_passage_id,
                     source=f"agent:{agent}",
                 )
+                if correct_intent and self.loop is not None:
+                    question, predicted = self.store.question(last[-1]["id"])
+                    sent = self._to_loop(question, correct_intent, predicted=predicted, actor=f"agent:{agent}")
         if close:
             self.store.close_ticket(ticket_id, agent)
-        return {"ticket_id": ticket_id, "turn_id": turn, "closed": close}
+        return {"ticket_id": ticket_id, "turn_id": turn, "closed": close, "loop": sent}
+
+    def _to_loop(self, text: str, label: str, *, predicted: str | None, actor: str) -> bool:
+        """Send one labelled row; a failure is logged (the row stays in this store for export-feedback)."""
+        assert self.loop is not None
+        from shipyard.errors import ShipyardError
+
+        try:
+            self.loop.send(text, label, predicted=predicted, actor=actor)
+        except ShipyardError as exc:
+            log.warning("support feedback not sent to the loop (kept for export-feedback): %s", exc)
+            return False
+        return True

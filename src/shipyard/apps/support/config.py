@@ -24,6 +24,8 @@ class IntentConfig(_Strict):
     run: str | None = None
     # ... or, without one, the intent is the weighted vote of the groups of the k best retrieved passages
     vote_k: int = Field(default=10, ge=1, le=100)
+    # the name the intent run's feedback is filed under in the loop store (`shipyard retrain` of the run uses it)
+    name: str = Field(default="support-intent", min_length=1, max_length=64)
 
 
 class EscalationConfig(_Strict):
@@ -54,6 +56,10 @@ class ToolsConfig(_Strict):
     order_status: OrderToolConfig | None = Field(default_factory=OrderToolConfig)
     # intents answered by the order-status tool (they need an order number)
     order_intents: list[str] = Field(default_factory=lambda: ["track_order", "delivery_period"])
+    # of those, the ones that ask for the order number when none is known (None: all of them); the others use the
+    # tool only with a number from the message or the conversation ("and when will it arrive?") and otherwise
+    # answer from the FAQ ("how long does delivery take?")
+    ask_order_number: list[str] | None = None
 
 
 class StoreConfig(_Strict):

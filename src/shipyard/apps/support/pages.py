@@ -63,7 +63,9 @@ async function send(ev) {
     if (!conversation) { conversation = (await call("POST", "/conversations", {})).conversation_id; }
     add(log, "customer", text);
     const r = await call("POST", "/conversations/" + conversation + "/messages", {text});
-    const meta = r.escalated ? "handed to a person (" + r.reason + ")" : "intent " + r.intent;
+    const source = r.tool ? "the " + r.tool.name + " tool" : (r.passage_id !== null ? "answer #" + r.passage_id : "");
+    const meta = r.escalated ? "handed to a person (" + r.reason + ")"
+      : "intent " + r.intent + (source ? " - source: " + source : "");
     const div = add(log, "assistant", r.answer, {escalated: r.escalated, meta});
     if (!r.escalated && r.turn_id) {
       for (const [label, helpful] of [["helpful", true], ["not helpful", false]]) {

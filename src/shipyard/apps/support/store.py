@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,6 +50,7 @@ class SupportStore:
         self.path = Path(path)
         self.redact_types = set(redact_types) if redact_types else None
         self.retention_s = retention_days * 86400
+        self._local_lock = threading.RLock()  # re-entrant: as before, a nested call meets SQLite, not a deadlock
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if not self.path.exists():
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, PRIVATE_MODE))
@@ -66,6 +68,14 @@ class SupportStore:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        # one transaction at a time per process: 64 request threads queue on this lock instead of on SQLite's
+        # write lock, whose busy timeout a writer starved of the GIL (while others embed queries) could run out
+        # (bench/support.py hit "database is locked" that way on a loaded machine); other processes still wait
+        # on busy_timeout
+        with self._local_lock:
+            yield from self._tx_unlocked()
+
+    def _tx_unlocked(self) -> Iterator[sqlite3.Connection]:
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         try:
             conn.execute("PRAGMA foreign_keys = ON")
@@ -213,6 +223,19 @@ class SupportStore:
                 conn.execute("UPDATE conversations SET unhelpful = unhelpful + 1 WHERE id = ?", (row[0],))
             unhelpful = conn.execute("SELECT unhelpful FROM conversations WHERE id = ?", (row[0],)).fetchone()[0]
         return {"conversation_id": row[0], "unhelpful": int(unhelpful)}
+
+    def question(self, turn_id: int) -> tuple[str, str | None]:
+        """(the customer's redacted words an assistant answer replied to, the intent it answered with)."""
+        with self._tx() as conn:
+            row = conn.execute(
+                """SELECT q.text, a.intent FROM turns a JOIN turns q ON q.id = (SELECT MAX(id) FROM turns
+                   WHERE conversation_id = a.conversation_id AND role = 'customer' AND id < a.id)
+                   WHERE a.id = ? AND a.role = 'assistant'""",
+                (turn_id,),
+            ).fetchone()
+        if row is None:
+            raise ShipyardError("no assistant answer with this turn id", where=f"turn {turn_id}")
+        return str(row[0]), row[1]
 
     def export_feedback(self, folder: Path) -> dict[str, int]:
         """``intents.csv`` (text, intent) and ``pairs.csv`` (query, passage_id): the customer's redacted words
