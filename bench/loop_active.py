@@ -15,7 +15,8 @@
   SST-2 ``test.tsv``. N goes down to 25, where the labels are scarce.
 - ``--half text-retrain``: the real thing for text, at N = 1,000 only: MiniLM fine-tuned (``mode: full``, 1 epoch)
   on 1,000 SST-2 sentences, its answers on the PhraseBank pool logged, 1,000 picked (queue or random), labelled,
-  and ``shipyard.loop.retrain`` (what ``shipyard retrain RUN --with-feedback`` runs) fine-tunes a challenger.
+  and ``shipyard.loop.retrain`` (what ``shipyard retrain RUN --with-feedback`` runs) fine-tunes a challenger
+  (``--text-retrain-arms ceiling``: with every pool label instead).
 
 Arms: ``active`` = the labelling queue (margin uncertainty, then k-center diversity over the 5n least sure);
 ``uncertainty`` = the n smallest margins alone (``select(..., pool_factor=1)``); ``random``. Reported per N and
@@ -182,8 +183,8 @@ def text_retrain(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     records = [{"sentence": s} for s in pool["sentence"]]
     outputs = Artifact.load(base_run).predict_records(records)
     truth = pool["label"].astype(str).tolist()
-    n = min(1000, len(pool))
     for arm in args.text_retrain_arms:
+        n = len(pool) if arm == "ceiling" else min(1000, len(pool))
         store = LoopStore(f"sqlite:///{work / f'text-{arm}.db'}")
         plog = PredictionLog(store, model="sst2", version=1, model_path=str(base_run / "model"),
                              config=LogPredictionsConfig(batch_size=10_000))  # fmt: skip
@@ -192,8 +193,10 @@ def text_retrain(work: Path, args: argparse.Namespace) -> dict[str, Any]:
         position = {pid: i for i, pid in enumerate(ids)}
         if arm == "active":
             chosen = list(build_queue(store, "sst2", n)["_id"])
-        else:
+        elif arm == "random":
             chosen = list(np.random.default_rng(5).choice(ids, size=n, replace=False))
+        else:  # ceiling: every label of the pool
+            chosen = ids
         for pid in chosen:
             record_feedback(store, FeedbackItem(pid, label=truth[position[pid]]), actor="oracle", source="queue")
         started = time.perf_counter()
@@ -216,7 +219,7 @@ def main() -> None:
     parser.add_argument("--pool", type=int, default=2000)
     parser.add_argument("--ceiling-seeds", type=int, default=1, help="tabular: seeds that also train the ceiling")
     parser.add_argument("--text-base-rows", type=int, default=200)
-    parser.add_argument("--text-retrain-arms", default="active,random")
+    parser.add_argument("--text-retrain-arms", default="active,random", help="of active, random, ceiling")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     args.arms = [a for a in args.arms.split(",") if a]
