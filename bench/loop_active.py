@@ -19,12 +19,17 @@
   (``--text-retrain-arms ceiling``: with every pool label instead).
 
 Arms: ``active`` = the labelling queue (margin uncertainty, then k-center diversity over the 5n least sure);
-``uncertainty`` = the n smallest margins alone (``select(..., pool_factor=1)``); ``random``. Reported per N and
+``uncertainty`` = the n smallest margins alone (``select(..., pool_factor=1)``); ``random``. Text only: any
+queue strategy by name (``typical``, ``badge``, ``balanced``, ``cold_start``: one shot, from the original
+model), or ``STRATEGY-rounds``: picked in rounds of ``--round-size`` (50) with a refit on everything labelled so
+far before each round, as a queue used with ``shipyard retrain`` between rounds would (``cold_start-rounds``
+takes its first 100 typical at once). Reported per N and
 arm: the mean accuracy on the new population over seeds with a 95 % t-interval, and the paired difference
 active - random (same seed, same pool) with its 95 % t-interval.
 
     PYTHONPATH=src SHIPYARD_DATA_DIR=../shared/data nice -n 10 .venv/bin/python bench/loop_active.py \
         --half tabular|text|text-retrain [--seeds 3] [--out bench-loop-active.json]
+        [--arms random,badge-rounds --text-ns 300,500,1000 --round-size 50 --emb-cache /tmp/minilm.npz]
 """
 
 from __future__ import annotations
