@@ -19,12 +19,17 @@
   (``--text-retrain-arms ceiling``: with every pool label instead).
 
 Arms: ``active`` = the labelling queue (margin uncertainty, then k-center diversity over the 5n least sure);
-``uncertainty`` = the n smallest margins alone (``select(..., pool_factor=1)``); ``random``. Reported per N and
+``uncertainty`` = the n smallest margins alone (``select(..., pool_factor=1)``); ``random``. Text only: any
+queue strategy by name (``typical``, ``badge``, ``balanced``, ``cold_start``: one shot, from the original
+model), or ``STRATEGY-rounds``: picked in rounds of ``--round-size`` (50) with a refit on everything labelled so
+far before each round, as a queue used with ``shipyard retrain`` between rounds would (``cold_start-rounds``
+takes its first 100 typical at once). Reported per N and
 arm: the mean accuracy on the new population over seeds with a 95 % t-interval, and the paired difference
 active - random (same seed, same pool) with its 95 % t-interval.
 
     PYTHONPATH=src SHIPYARD_DATA_DIR=../shared/data nice -n 10 .venv/bin/python bench/loop_active.py \
         --half tabular|text|text-retrain [--seeds 3] [--out bench-loop-active.json]
+        [--arms random,badge-rounds --text-ns 300,500,1000 --round-size 50 --emb-cache /tmp/minilm.npz]
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ from shipyard.artifact import Artifact
 from shipyard.config.loop import LogPredictionsConfig
 from shipyard.loop.feedback import FeedbackItem, record_feedback
 from shipyard.loop.predlog import PredictionLog, load_predictions
-from shipyard.loop.queue import build_queue, select
+from shipyard.loop.queue import COLD_START_LABELS, build_queue, select
 from shipyard.loop.retrain import retrain
 from shipyard.loop.store import LoopStore
 from shipyard.settings import data_dir
@@ -63,19 +68,19 @@ def interval(values: list[float]) -> dict[str, float]:
     return {"mean": float(arr.mean()), "ci95": half, "n": len(arr)}
 
 
-def summarize(per_seed: list[dict[str, Any]], ns: list[int]) -> dict[str, Any]:
+def summarize(per_seed: list[dict[str, Any]], ns: list[int], arms: tuple[str, ...] = ARMS) -> dict[str, Any]:
     out: dict[str, Any] = {"base": interval([r["base"]["new"] for r in per_seed])}
     out["ceiling"] = interval([r["ceiling"]["new"] for r in per_seed if "ceiling" in r])
     out["old_base"] = interval([r["base"]["old"] for r in per_seed])
     for n in ns:
-        for arm in ARMS:
+        for arm in arms:
             key = f"{arm}-{n}"
             if key in per_seed[0]:
                 out[key] = interval([r[key]["new"] for r in per_seed])
                 out[f"old-{key}"] = interval([r[key]["old"] for r in per_seed])
-        if f"active-{n}" in per_seed[0] and f"random-{n}" in per_seed[0]:
-            diff = [r[f"active-{n}"]["new"] - r[f"random-{n}"]["new"] for r in per_seed]
-            out[f"active-minus-random-{n}"] = interval(diff)
+            if arm != "random" and key in per_seed[0] and f"random-{n}" in per_seed[0]:
+                diff = [r[key]["new"] - r[f"random-{n}"]["new"] for r in per_seed]
+                out[f"{arm}-minus-random-{n}"] = interval(diff)
     return out
 
 
@@ -125,11 +130,31 @@ def tabular_seed(work: Path, seed: int, args: argparse.Namespace) -> dict[str, A
 
 
 # ----------------------------------------------------------------------------------------------- text (frozen + LR)
+def cached_embedder(path: Path | None) -> Any:
+    """MiniLM sentence embeddings, kept in ``path`` (an .npz) between runs: the strategies change, the text does not."""
+    from shipyard.loop.drift import embed_texts
+
+    if path is None:
+        return embed_texts
+    known: dict[str, np.ndarray] = {}
+    if path.exists():
+        with np.load(path, allow_pickle=False) as saved:
+            known = dict(zip(saved["texts"].tolist(), saved["vectors"], strict=True))
+
+    def embed(texts: list[str]) -> np.ndarray:
+        todo = [t for t in dict.fromkeys(texts) if t not in known]
+        if todo:
+            known.update(zip(todo, embed_texts(todo), strict=True))
+            np.savez(path, texts=np.array(list(known)), vectors=np.stack(list(known.values())))
+        return np.stack([known[t] for t in texts]) if texts else np.zeros((0, 384), dtype=np.float32)
+
+    return embed
+
+
 def text_lr(args: argparse.Namespace) -> dict[str, Any]:
     from sklearn.linear_model import LogisticRegression
 
-    from shipyard.loop.drift import embed_texts
-
+    embed_texts = cached_embedder(args.emb_cache)
     sst_all = pd.read_csv(data_dir() / "sst2" / "train.tsv", sep="\t")
     old_test = pd.read_csv(data_dir() / "sst2" / "test.tsv", sep="\t")
     fin = phrasebank().sample(frac=1.0, random_state=6)
@@ -148,19 +173,51 @@ def text_lr(args: argparse.Namespace) -> dict[str, Any]:
             return {"new": float(model.score(emb_new, y_new)), "old": float(model.score(emb_old, y_old))}
 
         result: dict[str, Any] = {"base": fit(np.array([], dtype=int)), "ceiling": fit(np.arange(len(pool)))}
-        proba = np.sort(LogisticRegression(max_iter=2000).fit(emb_sst, y_sst).predict_proba(emb_pool), axis=1)
-        frame = pd.DataFrame({"_margin": proba[:, -1] - proba[:, -2], "_confidence": proba[:, -1]})
+
+        def refit(picked: list[int], emb_sst=emb_sst, y_sst=y_sst) -> pd.DataFrame:
+            """What the served model would log after a retrain on ``picked``: its answers on the pool."""
+            x = np.vstack([emb_sst, emb_pool[picked]])
+            t = np.concatenate([y_sst, y_pool[picked]])
+            return logged_frame(LogisticRegression(max_iter=2000, C=1.0).fit(x, t).predict_proba(emb_pool))
+
+        frame = refit([])
         for n in args.text_ns:
-            picks = {
-                "active": select(frame, n, emb_pool, strategy="margin")[0],
-                "uncertainty": select(frame, n, None, strategy="margin", pool_factor=1)[0],
-                "random": np.random.default_rng(300 + seed).choice(len(pool), size=n, replace=False),
-            }
             for arm in args.arms:
-                result[f"{arm}-{n}"] = fit(np.asarray(picks[arm]))
+                picks = text_picks(arm, n, frame, emb_pool, refit, seed, args.round_size)
+                result[f"{arm}-{n}"] = fit(np.asarray(picks, dtype=int))
         log.info("text seed %d: %s", seed, {k: round(v["new"], 4) for k, v in result.items()})
         per_seed.append(result)
-    return {"pool": len(pool), "summary": summarize(per_seed, args.text_ns), "each": per_seed}
+    return {"pool": len(pool), "summary": summarize(per_seed, args.text_ns, tuple(args.arms)), "each": per_seed}
+
+
+def logged_frame(proba: np.ndarray) -> pd.DataFrame:
+    """The prediction log's columns the queue picks from: margin, top probability, predicted label."""
+    top = np.sort(proba, axis=1)
+    return pd.DataFrame(
+        {"_margin": top[:, -1] - top[:, -2], "_confidence": top[:, -1], "_label": proba.argmax(axis=1).astype(str)}
+    )
+
+
+def text_picks(arm: str, n: int, frame: pd.DataFrame, emb: np.ndarray, refit: Any, seed: int, step: int) -> list[int]:
+    """Pool positions an arm labels. ``X-rounds``: the queue's strategy X in rounds (pick, label, retrain, pick
+    again: the original model for the first round, then one refit on everything labelled so far before each
+    next round of ``step``); ``cold_start`` takes its whole typical first round (100 labels) at once."""
+    if arm == "random":
+        return list(np.random.default_rng(300 + seed).choice(len(frame), size=n, replace=False))
+    if arm == "active":
+        return select(frame, n, emb, strategy="margin")[0]
+    if arm == "uncertainty":
+        return select(frame, n, None, strategy="margin", pool_factor=1)[0]
+    if not arm.endswith("-rounds"):
+        return select(frame, n, emb, strategy=arm, seed=seed)[0]
+    strategy, picked = arm.removesuffix("-rounds"), []
+    while len(picked) < n:
+        size = min(n - len(picked), COLD_START_LABELS if strategy == "cold_start" and not picked else step)
+        rest = np.setdiff1d(np.arange(len(frame)), picked)
+        now = (refit(picked) if picked else frame).iloc[rest].reset_index(drop=True)
+        chosen, _ = select(now, size, emb[rest], strategy=strategy, seed=seed + len(picked), labelled=len(picked))
+        picked.extend(int(rest[i]) for i in chosen)
+    return picked
 
 
 # ----------------------------------------------------------------------------------------------- text, real retrain
@@ -220,6 +277,8 @@ def main() -> None:
     parser.add_argument("--ceiling-seeds", type=int, default=1, help="tabular: seeds that also train the ceiling")
     parser.add_argument("--text-base-rows", type=int, default=200)
     parser.add_argument("--text-retrain-arms", default="active,random", help="of active, random, ceiling")
+    parser.add_argument("--round-size", type=int, default=50, help="text, X-rounds arms: labels per round")
+    parser.add_argument("--emb-cache", type=Path, default=None, help="text: keep MiniLM embeddings in this .npz")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     args.arms = [a for a in args.arms.split(",") if a]

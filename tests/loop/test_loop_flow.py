@@ -16,7 +16,16 @@ from shipyard.loop.erasure import forget_predictions
 from shipyard.loop.feedback import FeedbackItem, labelled_rows, record_feedback, submit_correction
 from shipyard.loop.monitor import run_check
 from shipyard.loop.predlog import PredictionLog, load_predictions
-from shipyard.loop.queue import build_queue, export_csv, import_csv, label_item, queued_items, skip_item, undo_item
+from shipyard.loop.queue import (
+    build_queue,
+    export_csv,
+    import_csv,
+    label_item,
+    labelled_count,
+    queued_items,
+    skip_item,
+    undo_item,
+)
 from shipyard.loop.retrain import retrain
 from shipyard.loop.versions import champion_path, history, promote, rollback
 
@@ -110,6 +119,17 @@ def test_queue_prefers_uncertain_and_diverse_inputs_and_round_trips_csv(store, a
     frame.to_csv(path, index=False)
     assert import_csv(store, "adult", path, actor="t")["imported"] == 5
     assert len(labelled_rows(store, "adult")) == 5 and len(queued_items(store, "adult")) == 14
+
+
+def test_shift_aware_strategies_through_the_real_queue(store, adult_young_run, adult_frame):
+    _serve(store, adult_young_run, adult_frame.sample(n=200, random_state=3))
+    badge = build_queue(store, "adult", 10, strategy="badge")
+    assert len(badge) == 10 and badge["_id"].is_unique
+    assert labelled_count(store, "adult") == 0
+    cold = build_queue(store, "adult", 10, strategy="cold_start")  # no labels yet: typical picks, none re-queued
+    assert len(cold) == 10 and not set(cold["_id"]) & set(badge["_id"])
+    label_item(store, "adult", cold["_id"].iloc[0], ">50K", actor="t")
+    assert labelled_count(store, "adult") == 1
 
 
 def test_retrain_compare_promote_and_rollback(store, adult_young_run, adult_frame):

@@ -74,7 +74,12 @@ def feedback_import(
 def label_queue(
     model: Annotated[str, typer.Argument(help="Served model name.")],
     n: Annotated[int, typer.Option("--n", min=1, help="How many inputs to queue.")] = 200,
-    strategy: Annotated[str, typer.Option(help="margin | least_confidence | random.")] = "margin",
+    strategy: Annotated[
+        str,
+        typer.Option(
+            help="margin | least_confidence | random | typical | badge | balanced | cold_start (docs/loop.md)."
+        ),
+    ] = "margin",
     export: Annotated[Path | None, typer.Option("--export", help="Also write the queue to this CSV.")] = None,
     runs_root: RunsRoot = Path("runs"),
     database_url: DatabaseUrl = None,

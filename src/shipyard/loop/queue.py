@@ -28,12 +28,17 @@ from shipyard.errors import ShipyardError
 from shipyard.io import atomic_write_text
 from shipyard.loop.drift import embed_texts
 from shipyard.loop.feedback import FeedbackItem, import_feedback_records, record_feedback
+from shipyard.loop.picking import badge_picks, balanced_picks, typical_picks
 from shipyard.loop.predlog import input_columns, load_predictions, rows_to_frame
 from shipyard.loop.store import LoopStore, feedback, predictions, queue
 
 logger = logging.getLogger(__name__)
+PICKERS = ("typical", "badge", "balanced")  # in loop/picking.py: they need the vectors, not a pool cut-off
 
-STRATEGIES = ("margin", "least_confidence", "random")
+STRATEGIES = ("margin", "least_confidence", "random", "typical", "badge", "balanced", "cold_start")
+# ``cold_start``: typical picks (no trust in the model) until this many of the model's inputs carry feedback,
+# margin + diversity after that (by then the served model should be a retrain that has seen those labels)
+COLD_START_LABELS = 100
 
 
 def uncertainty(frame: pd.DataFrame, strategy: str) -> np.ndarray:
@@ -72,13 +77,37 @@ def select(
     strategy: str = "margin",
     pool_factor: int = 5,
     seed: int = 0,
+    labelled: int = 0,
 ) -> tuple[list[int], np.ndarray]:
-    """Positions in ``frame`` to queue, in queue order, and every row's uncertainty score."""
+    """Positions in ``frame`` to queue, in queue order, and every row's uncertainty score.
+
+    ``labelled``: how many of the model's inputs already carry feedback (only ``cold_start`` looks at it).
+    """
+    if strategy not in STRATEGIES:
+        raise ShipyardError(f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}", where="--strategy")
     if strategy == "random":
         rng = np.random.default_rng(seed)
         order = rng.permutation(len(frame))[:n]
         return [int(i) for i in order], np.zeros(len(frame))
-    scores = uncertainty(frame, strategy) if frame["_margin"].notna().any() else np.zeros(len(frame))
+    if strategy == "cold_start":
+        strategy = "typical" if labelled < COLD_START_LABELS else "margin"
+    has_proba = frame["_margin"].notna().any()
+    scores = uncertainty(frame, "margin" if strategy in PICKERS else strategy) if has_proba else np.zeros(len(frame))
+    if strategy in PICKERS and n < len(frame):
+        if vectors is None:
+            raise ShipyardError(f"strategy {strategy!r} needs the inputs' vectors", where="--strategy")
+        if strategy == "typical" or not has_proba:
+            return typical_picks(vectors, n, seed=seed), scores
+        predicted = frame["_label"].astype(str).to_numpy()
+        if strategy == "badge":
+            confidence = frame["_confidence"].astype(float).to_numpy()
+            return badge_picks(vectors, confidence, predicted, n, seed=seed), scores
+
+        def within(rows: np.ndarray, share: int) -> list[int]:  # margin + diversity inside one predicted class
+            part, _ = select(frame.iloc[rows], share, vectors[rows], strategy="margin", pool_factor=pool_factor)
+            return [int(rows[i]) for i in part]
+
+        return balanced_picks(predicted, n, within), scores
     pool = np.argsort(-scores, kind="stable")[: max(n * pool_factor, n)]
     if vectors is None or len(pool) <= n:
         return [int(i) for i in pool[:n]], scores
@@ -100,6 +129,13 @@ def encode_for_diversity(model_path: str, frame: pd.DataFrame, embed: Any = None
     if x is None:
         raise ShipyardError("this model's inputs have no vector form to measure diversity in", where=model_path)
     return np.asarray(x, dtype=np.float64).reshape(len(frame), -1)
+
+
+def labelled_count(store: LoopStore, model: str) -> int:
+    """How many of the model's logged inputs carry feedback (what ``cold_start`` decides on)."""
+    query = sa.select(sa.func.count(sa.distinct(feedback.c.prediction_id))).where(feedback.c.model == model)
+    with store.connect() as conn:
+        return int(conn.execute(query).scalar_one())
 
 
 def candidates(store: LoopStore, model: str, *, since: float | None = None) -> pd.DataFrame:
@@ -139,7 +175,8 @@ def build_queue(
     vectors = None
     if strategy != "random" and len(pool) > n:
         vectors = encode_for_diversity(str(pool["_model_path"].iloc[0]), pool[input_columns(pool)], embed)
-    order, scores = select(pool, n, vectors, strategy=strategy, seed=seed)
+    labelled = labelled_count(store, model) if strategy == "cold_start" else 0
+    order, scores = select(pool, n, vectors, strategy=strategy, seed=seed, labelled=labelled)
     picked = pool.iloc[order].copy()
     picked["_score"] = scores[order]
     with store.begin() as conn:
