@@ -4,6 +4,7 @@ queries and linked to its parent; a pair naming a passage the run does not have 
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -15,7 +16,9 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "retrieval"))
 from retrieval_helpers import tiny_run
 
+from shipyard.config.loop import PromotionConfig
 from shipyard.errors import ShipyardError
+from shipyard.loop.compare_retrieval import compare_for_promotion
 from shipyard.loop.erasure import forget_predictions
 from shipyard.loop.feedback import FeedbackError
 from shipyard.loop.pairs import feedback_pairs, passage_collection, submit_pair
@@ -66,6 +69,17 @@ def test_feedback_pairs_reach_the_retrain_and_the_new_run_is_linked(parent: Path
     assert flags["parent"] == result["parent"] and int(flags["feedback_rows"]) == 2
     test = result["metrics"]["test"]
     assert test["queries"] == len(pd.read_parquet(parent / "splits" / "test.parquet")) and 0 <= test["recall@1"] <= 1
+
+    # `shipyard promote` compares the two by MRR@10 on the parent's held-out queries (paired bootstrap)
+    decision = compare_for_promotion(store, "faq", parent / "model", child / "model", PromotionConfig(bootstrap=200))
+    [holdout] = decision.slices  # no pair arrived after the challenger's cut-off: no feedback slice
+    assert (holdout.name, holdout.metric, holdout.n, holdout.test) == ("holdout", "mrr@10", test["queries"],
+                                                                        "paired_bootstrap")  # fmt: skip
+    parent_test = json.loads((parent / "metrics.json").read_text())["test"]
+    assert holdout.champion == pytest.approx(parent_test["mrr@10"]) and holdout.challenger == pytest.approx(
+        test["mrr@10"]
+    )
+    assert holdout.detail["recall@1"]["champion"] == pytest.approx(parent_test["recall@1"])
 
     # the pairs are erasable and expire like every logged input
     removed = forget_predictions(store, "query == 'cannot log in anymore, new password?'", under=parent)
