@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "retrieval"))
 from retrieval_helpers import tiny_run
@@ -31,8 +32,11 @@ from shipyard.store.runs import RunStore
 @pytest.fixture
 def parent(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> Path:
     """A copy of the session's tiny retrieval run in a runs folder of its own (its loop store is this test's)."""
-    run = tiny_run(tmp_path_factory.mktemp("retrieval_run"))
-    return Path(shutil.copytree(run, tmp_path / "runs" / "faq"))
+    run = Path(shutil.copytree(tiny_run(tmp_path_factory.mktemp("retrieval_run")), tmp_path / "runs" / "faq"))
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["training"].update(max_steps=1, batch_size=8)  # the retrain's job is the parent's: keep it to one step
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    return run
 
 
 def _passage_of(parent: Path, group: str) -> int:
