@@ -107,3 +107,18 @@ def test_a_pair_naming_a_missing_passage_is_refused_by_name(parent: Path) -> Non
     assert sorted(p.name for p in parent.parent.iterdir()) == runs_before  # no run was started
     with store.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(feedback)).scalar() == 1
+
+
+def test_data_forget_reaches_a_retrieval_runs_splits_and_its_pairs(parent: Path) -> None:
+    from typer.testing import CliRunner
+
+    from shipyard.cli.root import app
+
+    store = LoopStore.open(parent.parent)
+    queries = pd.read_parquet(parent / "splits" / "train.parquet")["query"]
+    query = next(q for q in queries if "'" not in q and "\\" not in q)
+    submit_pair("faq", query, _passage_of(parent, "track_order"), source="support", model_path=parent)
+    result = CliRunner().invoke(app, ["data", "forget", str(parent), "--where", f"query == '{query}'"])
+    assert result.exit_code == 0, result.output
+    assert query not in set(pd.read_parquet(parent / "splits" / "train.parquet")["query"])
+    assert feedback_pairs(store, under=parent).empty
