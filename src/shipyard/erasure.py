@@ -58,6 +58,13 @@ def forget_run(run_dir: str | Path, where: str, *, actor: str = "shipyard-cli") 
     if is_recommender(run_dir / "model"):  # events: splits, served histories, event log (erasure_recommend.py)
         return forget_recommendation(run_dir, where, actor=actor)
     result = forget(run_dir, where, actor=actor)
+    if _task(run_dir) == "retrieval":  # its metrics come from ranking the passage index, not a preprocessor
+        result["regenerated"] = []
+        result["note"] = (
+            "retrieval run: the rows were erased from splits/; metrics, report and model card were not "
+            "regenerated (they may count erased queries): retrain the run (`shipyard retrain RUN`)"
+        )
+        return result
     erased = _erasure_info(run_dir)
     if result["rows_removed"] or erased:
         try:
@@ -69,6 +76,11 @@ def forget_run(run_dir: str | Path, where: str, *, actor: str = "shipyard-cli") 
                 hint="fix the cause and run the same `shipyard data forget` again: it regenerates them",
             ) from None
     return result
+
+
+def _task(run_dir: Path) -> str | None:
+    meta = run_dir / "model" / "shipyard.json"
+    return json.loads(meta.read_text(encoding="utf-8")).get("task") if meta.is_file() else None
 
 
 def _erasure_info(run_dir: Path) -> dict[str, Any]:

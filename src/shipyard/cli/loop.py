@@ -193,7 +193,7 @@ def promote(
 ) -> None:
     """Compare the challenger with the champion (holdout + feedback, significance test); switch only if better."""
     from shipyard.errors import ShipyardError
-    from shipyard.loop.compare import compare_paths
+    from shipyard.loop.compare_retrieval import compare_for_promotion  # by ranking for retrieval runs
     from shipyard.loop.versions import champion_path, switch_version
     from shipyard.loop.versions import promote as do_promote
 
@@ -204,7 +204,7 @@ def promote(
         raise ShipyardError(
             f"no champion recorded for {model!r}", where="--champion", hint="name the served run with --champion"
         )
-    decision = compare_paths(store, model, current, challenger, settings.promotion)
+    decision = compare_for_promotion(store, model, current, challenger, settings.promotion)
     switch = (lambda path: switch_version(url, api_key, model, path)) if url else None
     print_json(
         do_promote(

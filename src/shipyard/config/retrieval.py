@@ -17,8 +17,11 @@ class _Strict(BaseModel):
 
 class RetrievalSplit(_Strict):
     # `queries`: held-out queries stratified by group (every group is seen in training);
-    # `groups`: whole groups held out (a harder test: their queries and their passages are never trained on)
-    held_out: Literal["queries", "groups"] = "queries"
+    # `groups`: whole groups held out (a harder test: their queries and their passages are never trained on);
+    # `given`: the source names each row's split in `split_column` (train / validation / test): how `shipyard
+    # retrain` keeps the parent's held-out queries while adding feedback pairs
+    held_out: Literal["queries", "groups", "given"] = "queries"
+    split_column: str = "split"
     validation_fraction: float = Field(default=0.1, ge=0, lt=0.5)
     test_fraction: float = Field(default=0.2, gt=0, lt=0.6)
     seed: int = 0
@@ -50,4 +53,6 @@ class RetrievalConfig(_Strict):
         cols = [self.query_column, self.passage_column, self.group_column]
         if len(set(cols)) != 3:
             raise ValueError("retrieval.query_column, passage_column and group_column must be three columns")
+        if self.split.held_out == "given" and self.split.split_column in cols:
+            raise ValueError("retrieval.split.split_column must not be the query, passage or group column")
         return self

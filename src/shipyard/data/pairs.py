@@ -42,7 +42,10 @@ def load_pairs(job: Job, *, base_dir: Path) -> PairData:
     raw = load_source(job.data.source, base_dir=base_dir, field="data.source")
     where = str(job.data.source.path or "data.source")
     frame = pairs_from_frame(raw, cfg, where=where)
-    frame["split"] = split_queries(frame["group"].to_numpy(), cfg.split)
+    if cfg.split.held_out == "given":
+        frame["split"] = given_splits(raw, cfg.split.split_column, where=where)
+    else:
+        frame["split"] = split_queries(frame["group"].to_numpy(), cfg.split)
     passages = passage_collection(frame)
     frame = frame.merge(passages[["text", "passage_id"]], left_on="passage", right_on="text").drop(columns="text")
     return PairData(frame=frame, passages=passages, groups=sorted(frame["group"].unique().tolist()))
@@ -84,6 +87,26 @@ def passage_collection(frame: pd.DataFrame) -> pd.DataFrame:
             "group": first["group"].tolist(),
         }
     )
+
+
+def given_splits(raw: pd.DataFrame, column: str, *, where: str) -> np.ndarray:
+    """``held_out: given``: the split each row names (train / validation / test); anything else names its row."""
+    if column not in raw.columns:
+        raise ShipyardError(
+            f"held_out: given needs a {column!r} column; the data has {', '.join(map(str, raw.columns))}",
+            where=where,
+            hint="set retrieval.split.split_column",
+        )
+    names = raw[column].astype("string").str.strip()
+    bad = ~names.isin(SPLITS).fillna(False).to_numpy(bool)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ShipyardError(
+            f"{int(bad.sum())} row(s) name no split (first: {raw[column].iloc[row]!r} in data row {row + 1})",
+            where=f"{where}, row {row + 1}, column {column!r}",
+            hint=f"each row's {column} must be one of {', '.join(SPLITS)}",
+        )
+    return names.to_numpy(dtype=object)
 
 
 def split_queries(groups: np.ndarray, cfg: RetrievalSplit) -> np.ndarray:

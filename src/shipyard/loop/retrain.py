@@ -31,6 +31,7 @@ from shipyard.io import atomic_write_parquet
 from shipyard.loop.feedback import labelled_rows
 from shipyard.loop.predlog import input_columns
 from shipyard.loop.retrain_recommend import retrain_recommendation
+from shipyard.loop.retrain_retrieval import retrain_retrieval
 from shipyard.loop.store import LoopStore
 from shipyard.store.runs import RunStore
 
@@ -89,6 +90,10 @@ def retrain(
     run_dir = Path(run_dir).resolve()
     if is_recommender(run_dir / "model"):  # its feedback is the served events (events.jsonl), not prediction logs
         return retrain_recommendation(run_dir, with_events=with_feedback, since=since, show_progress=show_progress)
+    if _task(run_dir) == "retrieval":  # its feedback is query -> passage pairs (loop/pairs.py), not labelled rows
+        return retrain_retrieval(
+            run_dir, store=store, with_feedback=with_feedback, since=since, model=model, show_progress=show_progress
+        )
     job, base_dir = load_run_job(run_dir)
     parent_id = _run_id(run_dir)
     missing = [s for s in SPLITS if not (run_dir / "splits" / f"{s}.parquet").is_file()]
@@ -133,6 +138,13 @@ def retrain(
         "feedback_until": until,
         "metrics": result.metrics,
     }
+
+
+def _task(run_dir: Path) -> str | None:
+    meta = run_dir / "model" / "shipyard.json"
+    if not meta.is_file():
+        return None
+    return json.loads(meta.read_text(encoding="utf-8")).get("task")
 
 
 def _run_id(run_dir: Path) -> str:

@@ -46,3 +46,24 @@ def test_helpful_answers_and_agent_corrections_become_loop_feedback(intent_run: 
     assert list(rows["_target"]) == [answer.intent, "recover_password"]
     assert rows["instruction"].iloc[1].startswith("I forgot my password")  # the words the corrected answer replied to
     assert list(rows["_label"]) == [answer.intent, answer.intent]  # what the model said, for feedback accuracy
+
+
+def test_helpful_answers_and_agents_passages_become_retrieval_pairs(searcher, tmp_path) -> None:
+    from shipyard.loop.pairs import feedback_pairs
+
+    path = support_config(tmp_path / "cfg", retrieval_name="pairs-test")
+    cfg, base = load_support_config(path)
+    bot = Assistant(cfg, base, searcher=searcher)
+    store = LoopStore.open(Path(cfg.retrieval_run).parent)
+    cid = bot.store.new_conversation()
+    ok = bot.reply(cid, "how can I reset my password? I am jane.doe@example.com")
+    assert ok.passage_id is not None and bot.feedback(ok.turn_id, helpful=True)["pair"] is True
+    ticket = bot.reply(cid, "let me talk to an agent").ticket_id
+    with pytest.raises(ShipyardError, match="correct_passage_id 99999 is not a passage"):
+        bot.agent_answer(ticket, "ann", "Hi", correct_passage_id=99999)
+    other = next(pid for pid, p in searcher.index.passages.items() if p["group"] == "recover_password")
+    assert bot.agent_answer(ticket, "ann", "Use this link.", correct_passage_id=other)["pair"] is True
+    pairs = feedback_pairs(store, "pairs-test")
+    assert [int(p) for p in pairs["passage_id"]] == [ok.passage_id, other]
+    assert pairs["query"].str.startswith("how can I reset my password").all()
+    assert not pairs["query"].str.contains("jane.doe@example.com").any()  # redacted before it was stored

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from shipyard.apps.support.config import SupportConfig, resolve
-from shipyard.apps.support.learning import LoopLink
+from shipyard.apps.support.learning import LoopLink, PairLink
 from shipyard.apps.support.slots import extract
 from shipyard.apps.support.store import SupportStore
 from shipyard.apps.support.tools import OrderStatusTool, Tool, ToolFailed, call_tool
@@ -90,6 +90,9 @@ class Assistant:
             )
             if self.intent_model is not None and cfg.intent.run
             else None
+        )
+        self.pairs = PairLink(  # helpful answers and agents' passages become the retrieval run's training pairs
+            resolve(base, cfg.retrieval_run), cfg.retrieval_name, retention_days=cfg.store.retention_days
         )
         self.store = store or SupportStore(
             resolve(base, cfg.store.path), redact_types=cfg.store.redact, retention_days=cfg.store.retention_days
@@ -225,11 +228,14 @@ class Assistant:
     # ------------------------------------------------------------------ feedback and agents
     def feedback(self, turn_id: int, helpful: bool) -> dict[str, Any]:
         state = self.store.add_feedback(turn_id, helpful=helpful)
-        out: dict[str, Any] = {"recorded": True, "escalated": False, "ticket_id": None, "loop": False}
-        if helpful and self.loop is not None:
+        out: dict[str, Any] = {"recorded": True, "escalated": False, "ticket_id": None, "loop": False, "pair": False}
+        if helpful:
             text, intent = self.store.question(turn_id)
-            if intent:  # an escalation note has no intent to confirm
+            if intent and self.loop is not None:  # an escalation note has no intent to confirm
                 out["loop"] = self._to_loop(text, intent, predicted=intent, actor="customer")
+            passage = self.store.answered_passage(turn_id)
+            if passage is not None:  # the answer showed this passage (a tool's answer shows none)
+                out["pair"] = self._pair_to_loop(text, passage, predicted=passage, actor="customer")
         if not helpful and state["unhelpful"] >= self.cfg.escalation.unhelpful_answers:
             cid = state["conversation_id"]
             out["ticket_id"] = self.store.open_ticket(cid, f"{state['unhelpful']} unhelpful answers")
@@ -252,8 +258,10 @@ class Assistant:
         cid = ticket["conversation_id"]
         if correct_intent and self.loop is not None:
             self.loop.check(correct_intent)  # an unknown intent is refused before anything is written
+        if correct_passage_id is not None:
+            self.pairs.check(correct_passage_id)  # so is a passage the retrieval run does not have
         turn = self.store.add_turn(cid, "agent", text)
-        sent = False
+        sent = paired = False
         if correct_intent or correct_passage_id is not None:  # the agent's correction of the last answer
             answers = [t for t in ticket["conversation"]["turns"] if t["role"] == "assistant"]
             last = [t for t in answers if not t["escalated"]] or answers  # the answer, not the hand-over note
@@ -268,9 +276,13 @@ class Assistant:
                 if correct_intent and self.loop is not None:
                     question, predicted = self.store.question(last[-1]["id"])
                     sent = self._to_loop(question, correct_intent, predicted=predicted, actor=f"agent:{agent}")
+                if correct_passage_id is not None:
+                    question, _ = self.store.question(last[-1]["id"])
+                    shown = last[-1]["passage_id"]
+                    paired = self._pair_to_loop(question, correct_passage_id, predicted=shown, actor=f"agent:{agent}")
         if close:
             self.store.close_ticket(ticket_id, agent)
-        return {"ticket_id": ticket_id, "turn_id": turn, "closed": close, "loop": sent}
+        return {"ticket_id": ticket_id, "turn_id": turn, "closed": close, "loop": sent, "pair": paired}
 
     def _to_loop(self, text: str, label: str, *, predicted: str | None, actor: str) -> bool:
         """Send one labelled row; a failure is logged (the row stays in this store for export-feedback)."""
@@ -281,5 +293,16 @@ class Assistant:
             self.loop.send(text, label, predicted=predicted, actor=actor)
         except ShipyardError as exc:
             log.warning("support feedback not sent to the loop (kept for export-feedback): %s", exc)
+            return False
+        return True
+
+    def _pair_to_loop(self, text: str, passage: int, *, predicted: int | None, actor: str) -> bool:
+        """Send one query -> passage pair; a failure is logged (the pair stays here for export-feedback)."""
+        from shipyard.errors import ShipyardError
+
+        try:
+            self.pairs.send(text, passage, predicted=predicted, actor=actor)
+        except ShipyardError as exc:
+            log.warning("support pair not sent to the loop (kept for export-feedback): %s", exc)
             return False
         return True

@@ -72,6 +72,8 @@ class SupportConfig(_Strict):
     name: str = "support"
     retrieval_run: str  # a `task: retrieval` run over the FAQ answers
     retrieval_job: str | None = None  # the job that trains it (`shipyard app support train`)
+    # the name its query -> passage feedback is filed under in the loop store (`shipyard retrain` of the run uses it)
+    retrieval_name: str = Field(default="support-retrieval", min_length=1, max_length=64)
     intent: IntentConfig = Field(default_factory=IntentConfig)
     escalation: EscalationConfig = Field(default_factory=EscalationConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)

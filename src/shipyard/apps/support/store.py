@@ -237,6 +237,14 @@ class SupportStore:
             raise ShipyardError("no assistant answer with this turn id", where=f"turn {turn_id}")
         return str(row[0]), row[1]
 
+    def answered_passage(self, turn_id: int) -> int | None:
+        """The passage an assistant answer showed (None: a tool's answer, a question back, a hand-over)."""
+        with self._tx() as conn:
+            row = conn.execute(
+                "SELECT passage_id FROM turns WHERE id = ? AND role = 'assistant'", (turn_id,)
+            ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
     def export_feedback(self, folder: Path) -> dict[str, int]:
         """``intents.csv`` (text, intent) and ``pairs.csv`` (query, passage_id): the customer's redacted words
         with the intent and answer that were confirmed helpful or given by an agent's correction."""

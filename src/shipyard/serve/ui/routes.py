@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from shipyard.config.loop import LoopSettings
 from shipyard.errors import ShipyardError
 from shipyard.loop import queue as label_queue
-from shipyard.loop.compare import compare_paths
+from shipyard.loop.compare_retrieval import compare_for_promotion
 from shipyard.loop.feedback import FeedbackError
 from shipyard.loop.monitor import run_check
 from shipyard.loop.store import LoopStore
@@ -212,7 +212,7 @@ def _model_routes(router: APIRouter, p: _Pages) -> None:
         champion = view.path
         try:
             decision = await run_in_threadpool(
-                compare_paths, p.ctx.store, name, champion, challenger.strip(), p.ctx.settings.promotion
+                compare_for_promotion, p.ctx.store, name, champion, challenger.strip(), p.ctx.settings.promotion
             )
         except ShipyardError as exc:
             return back_to_model(name, f"not compared: {exc}")
