@@ -15,6 +15,7 @@ Adult: `adult.data` for training (10 % of it for validation), `adult.test` for t
 dropped by the job's cleaning: 5 of 16,281). California: a random 10 % test split and 10 % validation, seed 0.
 
     SHIPYARD_DATA_DIR=../shared/data .venv/bin/python bench/tabular.py [--auto-budget 10m] [--out results.json]
+        [--only california --derived]   # `examples/california_lightgbm.yaml`'s derived features, both sides
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
 
 import shipyard
 from shipyard.config.schema import Job
+from shipyard.data.derive import derive_columns
 from shipyard.settings import data_dir
 
 CAL_COLUMNS = [
@@ -63,7 +66,13 @@ def adult_job(model: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def california_job(model: dict[str, Any]) -> dict[str, Any]:
+def california_derive() -> dict[str, str]:
+    """The derived features of `examples/california_lightgbm.yaml` (one source of truth for bench and example)."""
+    example = Path(__file__).resolve().parents[1] / "examples" / "california_lightgbm.yaml"
+    return dict(yaml.safe_load(example.read_text())["data"]["derive"])
+
+
+def california_job(model: dict[str, Any], derive: dict[str, str] | None = None) -> dict[str, Any]:
     return {
         "name": "bench-california",
         "task": "regression",
@@ -76,6 +85,7 @@ def california_job(model: dict[str, Any]) -> dict[str, Any]:
             },
             "target": "median_house_value",
             "split": {"method": "random", "validation": 0.1, "test": 0.1},
+            **({"derive": derive} if derive else {}),
         },
         "model": model,
         "training": {"seed": 0},
@@ -94,8 +104,9 @@ def _frame(run_dir: Path, split: str, target: str) -> tuple[pd.DataFrame, pd.Ser
     return frame, frame.pop(target)
 
 
-def run_hgb(run_dir: Path, target: str, task: str) -> dict[str, Any]:
-    """scikit-learn's gradient boosting, defaults, on shipyard's train + validation rows, scored on its test rows."""
+def run_hgb(run_dir: Path, target: str, task: str, derive: dict[str, str] | None = None) -> dict[str, Any]:
+    """scikit-learn's gradient boosting, defaults, on shipyard's train + validation rows, scored on its test rows;
+    with ``derive``, on the same derived features shipyard's model computes (shipyard.data.derive)."""
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
     from sklearn.metrics import accuracy_score, r2_score
 
@@ -103,6 +114,8 @@ def run_hgb(run_dir: Path, target: str, task: str) -> dict[str, Any]:
     x = pd.concat([p[0] for p in parts], ignore_index=True)
     y = pd.concat([p[1] for p in parts], ignore_index=True)
     x_test, y_test = _frame(run_dir, "test", target)
+    if derive:
+        x, x_test = derive_columns(x, derive), derive_columns(x_test, derive)
     cats = [c for c in x.columns if not pd.api.types.is_numeric_dtype(x[c])]
     for c in cats:  # the pandas category dtype is how HistGradientBoosting's default finds categorical columns
         levels = sorted(set(x[c].dropna().astype(str)) | set(x_test[c].dropna().astype(str)))
@@ -116,6 +129,25 @@ def run_hgb(run_dir: Path, target: str, task: str) -> dict[str, Any]:
         model = HistGradientBoostingRegressor(random_state=0).fit(x, y.astype(float))
         score = {"r2": float(r2_score(y_test.astype(float), model.predict(x_test)))}
     return {"test": score, "seconds": round(time.perf_counter() - started, 1), "rows": len(x), "test_rows": len(x_test)}
+
+
+def bench_derived(work: Path) -> list[dict]:
+    """California with the example's derived features: shipyard `lightgbm` against HistGradientBoosting on the
+    same derived columns (each derived feature computed from the raw columns of the same stored rows)."""
+    derive = california_derive()
+    lgb = run_shipyard(california_job({"type": "lightgbm"}, derive), work, "california-lightgbm-derived")
+    rows = [{"data": "california", "model": "shipyard lightgbm + data.derive", "r2": lgb["test"]["r2"]}]
+    rows[-1]["seconds"] = lgb["seconds"]
+    print(json.dumps(rows[-1]), flush=True)
+    raw = run_hgb(Path(lgb["run_dir"]), "median_house_value", "regression")  # the baseline, raw columns
+    rows.append({"data": "california", "model": "sklearn HistGradientBoosting (defaults)"})
+    rows[-1].update({"r2": raw["test"]["r2"], "seconds": raw["seconds"]})
+    hgb = run_hgb(Path(lgb["run_dir"]), "median_house_value", "regression", derive)
+    rows.append({"data": "california", "model": "sklearn HistGradientBoosting (defaults) + the same derived"})
+    rows[-1].update({"r2": hgb["test"]["r2"], "seconds": hgb["seconds"]})
+    for r in rows:
+        r["r2 - baseline"] = round(r["r2"] - raw["test"]["r2"], 4)
+    return rows
 
 
 def bench(name: str, make_job: Any, target: str, task: str, work: Path, auto_budget: str | None) -> list[dict]:
@@ -154,6 +186,9 @@ def main() -> None:
     parser.add_argument("--auto-budget", default=None, help="also run `model: {type: auto}` with this time budget")
     parser.add_argument("--only", choices=["adult", "california"], default=None)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--derived", action="store_true", help="California with the example's derived features (data.derive) instead"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     rows: list[dict] = []
@@ -162,7 +197,10 @@ def main() -> None:
         if args.only in (None, "adult"):
             rows += bench("adult", adult_job, "Y", "classification", work, args.auto_budget)
         if args.only in (None, "california"):
-            rows += bench("california", california_job, "median_house_value", "regression", work, args.auto_budget)
+            if args.derived:  # the derived-feature comparison on its own (the same rows as the plain one)
+                rows += bench_derived(work)
+            else:
+                rows += bench("california", california_job, "median_house_value", "regression", work, args.auto_budget)
     for r in rows:
         print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}))
     if args.out:

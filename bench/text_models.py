@@ -29,6 +29,11 @@ from shipyard.settings import data_dir
 # per family: the model section and the training settings the benchmark uses
 MODELS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "text_linear": ({"type": "text_linear"}, {"epochs": 6, "batch_size": 64, "learning_rate": 0.01}),
+    # word 1-2-grams over jieba's segmentation (needs the `zh` extra: pip install jieba)
+    "text_linear_jieba": (
+        {"type": "text_linear", "tokenizer": "jieba", "ngram_range": [1, 2]},
+        {"epochs": 6, "batch_size": 64, "learning_rate": 0.01},
+    ),
     "text_bag": (
         {"type": "text_bag", "weighting": "tfidf", "dim": 64},
         {"epochs": 5, "batch_size": 64, "learning_rate": 0.005},

@@ -9,10 +9,20 @@ beside this file (``models``, ``privacy``, ``pii``, ``optimize``, ``evaluation``
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from shipyard.config.derive import check_derived_name, parse_expression
 from shipyard.config.errors import ConfigError, problems_from, validate_section
 from shipyard.config.evaluation import FairnessThresholds
 from shipyard.config.models import ModelConfig
@@ -145,6 +155,14 @@ class TextConfig(Strict):
     truncation: bool = True
 
 
+def _check_expression(text: str) -> str:
+    parse_expression(text)
+    return text
+
+
+DeriveExpression = Annotated[str, AfterValidator(_check_expression)]
+
+
 class DataConfig(Strict):
     source: SourceConfig
     validation_source: SourceConfig | None = None
@@ -160,6 +178,28 @@ class DataConfig(Strict):
     # A record identifier (e.g. a user id) that is never a model input but is kept in the run's stored splits,
     # so erasure requests (`shipyard data forget RUN --where "user_id == 123"`) can find a person's rows.
     id_column: str | None = None
+    # derived numeric features, `name: expression` over columns (config/derive.py has the grammar), computed in
+    # the data stage for every split and, from the artefact, for every predict / serve request from raw columns
+    derive: dict[str, DeriveExpression] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _derive_names(self) -> Self:
+        taken = {self.target, self.id_column}
+        named = [f if isinstance(f, str) else f.name for f in self.features or []]
+        earlier: list[str] = []
+        for name, text in self.derive.items():
+            check_derived_name(name)
+            if name in taken or name in named:
+                raise ValueError(f"data.derive.{name}: the name is already a column (target, id or data.features)")
+            if self.features is not None:  # the inputs are declared: each column read is known now
+                unknown = [c for c in parse_expression(text)[1] if c not in named and c not in earlier]
+                if unknown:
+                    raise ValueError(
+                        f"data.derive.{name} (`{text}`) reads column {unknown[0]!r}, which is neither in "
+                        "data.features nor an earlier derived feature"
+                    )
+            earlier.append(name)
+        return self
 
     @field_validator("id_column")
     @classmethod

@@ -18,6 +18,7 @@ import pandas as pd
 from shipyard.config.schema import Job
 from shipyard.data.checks import summarize
 from shipyard.data.cleaning import clean_frame, count_clipped
+from shipyard.data.derive import check_derive, derive_columns
 from shipyard.data.pii import apply_pii
 from shipyard.data.preprocess import Preprocessor, TextEncoder
 from shipyard.data.sources import load_source
@@ -128,6 +129,7 @@ def prepare_data(
     if job.task == "classification":  # a price read as classes is refused here, before any run folder exists
         check_class_count(main[data.target], where=f"{main.attrs.get('source')} (data.target)")
     _check_model_takes(job, column_types, features, text_encoder, input_kinds)
+    check_derive(data.derive, column_types, [str(c) for c in main.columns])
 
     keep = list(dict.fromkeys([*features, data.target]))
     # sensitive columns (for fairness reports) and the id column (for erasure requests, data/forget.py) travel
@@ -148,14 +150,7 @@ def prepare_data(
         test=cleaned.get("test"),
     )
 
-    pre = Preprocessor(
-        features=features,
-        column_types=column_types,
-        target=data.target,
-        task=job.task,
-        cleaning=data.cleaning,
-        text_encoder=text_encoder,
-    )
+    pre = _preprocessor(job, features, column_types, text_encoder)
     pre.fit(parts["train"])
     splits: dict[str, SplitArrays] = {}
     for name in SPLIT_NAMES:
@@ -180,6 +175,23 @@ def prepare_data(
     )
     return PreparedData(
         splits=splits, preprocessor=pre, summary=summary, input_spec=spec, labels=pre.labels, column_types=column_types
+    )
+
+
+def _preprocessor(
+    job: Job, features: list[str], column_types: dict[str, str], text_encoder: TextEncoder | None
+) -> Preprocessor:
+    """The job's preprocessor, unfitted. Derived features are model inputs computed from the raw columns
+    (data/derive.py); ``column_types`` stays the raw columns, which the artefact (and so a request) asks for."""
+    data = job.data
+    return Preprocessor(
+        features=[*features, *data.derive],
+        column_types={**column_types, **dict.fromkeys(data.derive, "numeric")},
+        target=data.target,
+        task=job.task,
+        cleaning=data.cleaning,
+        text_encoder=text_encoder,
+        derive=data.derive,
     )
 
 
@@ -272,13 +284,15 @@ def _summary_extra(
         }
     if pii_reports:  # the PII step's counts (never values), for the summary and the model card
         extra["pii"] = pii_reports
+    if data.derive:
+        extra["derived_features"] = dict(data.derive)
     if data.cleaning.clip_outliers is not None and pre.numeric:
         lo, hi = pre.stats["numeric.clip_low"], pre.stats["numeric.clip_high"]
         extra["outliers_clipped"] = {
             name: {
-                col: count_clipped(pd.to_numeric(parts[name][col], errors="coerce").to_numpy(float), lo[j], hi[j])
+                col: count_clipped(pd.to_numeric(frame[col], errors="coerce").to_numpy(float), lo[j], hi[j])
                 for j, col in enumerate(pre.numeric)
             }
-            for name in SPLIT_NAMES
+            for name, frame in ((n, derive_columns(parts[n], pre.derive)) for n in SPLIT_NAMES)
         }
     return extra

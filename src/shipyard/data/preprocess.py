@@ -22,6 +22,7 @@ import pandas as pd
 
 from shipyard.config.schema import CleaningConfig
 from shipyard.data.cleaning import clip_bounds, normalise_text, numeric_fill
+from shipyard.data.derive import derive_columns
 from shipyard.data.images import stack_images
 from shipyard.data.preprocessor_files import FORMAT_VERSION, JSON_NAME, TENSORS_NAME, read_state, write_state
 from shipyard.data.splits import label_key
@@ -32,15 +33,7 @@ from shipyard.spec import InputSpec
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "JSON_NAME",
-    "MISSING",
-    "OTHER",
-    "TENSORS_NAME",
-    "Preprocessor",
-    "TextEncoder",
-    "register_text_encoder",
-]
+__all__ = ["JSON_NAME", "MISSING", "OTHER", "TENSORS_NAME", "Preprocessor", "TextEncoder", "register_text_encoder"]
 
 OTHER = "__other__"
 MISSING = "__missing__"
@@ -66,8 +59,10 @@ class Preprocessor:
         task: str,
         cleaning: CleaningConfig | None = None,
         text_encoder: TextEncoder | None = None,
+        derive: dict[str, str] | None = None,
     ) -> None:
         self.features = list(features)
+        self.derive = dict(derive or {})  # derived numeric features (data/derive.py), computed from raw columns
         self.column_types = {name: column_types[name] for name in self.features}
         self.target = target
         self.task = task
@@ -153,6 +148,7 @@ class Preprocessor:
 
     def fit(self, frame: pd.DataFrame) -> Preprocessor:
         """Learn every statistic from ``frame`` (the training split)."""
+        frame = derive_columns(frame, self.derive)
         require_columns(frame, self.features, field="data.features")
         where = frame.attrs.get("source", "train")
         if self.target in frame.columns:
@@ -202,7 +198,10 @@ class Preprocessor:
                     fill[j] = 0.0
             elif cfg.missing == "constant":
                 fill[j] = numeric_fill(cfg.fill_value)
-            # drop / error: cleaning removed missing rows; fill stays NaN so a missing value later is an error
+            # drop / error: cleaning removed missing rows; fill stays NaN so a missing value later is an error,
+            # except in a derived column, where x / 0 has no raw gap to drop: its median, as a missing value
+            if np.isnan(fill[j]) and self.numeric[j] in self.derive and present.size:
+                fill[j] = np.median(present)
         values = np.where(np.isnan(values), fill, values)
         lo = np.full(k, -np.inf)
         hi = np.full(k, np.inf)
@@ -289,6 +288,7 @@ class Preprocessor:
     def transform(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         """Model inputs for ``frame``: ``{"x": float32}`` (tabular (N, F), images (N, C, H, W))."""
         self._need_fitted()
+        frame = derive_columns(frame, self.derive)  # a request carries the raw columns only
         require_columns(frame, self.features, field="data.features", where=frame.attrs.get("source"))
         where = frame.attrs.get("source", "input")
         if self.kind == "image":
@@ -409,6 +409,7 @@ class Preprocessor:
             "text_encoder": encoder_id(self.text_encoder) if self.text_encoder is not None else None,
             "feature_names": self.feature_names,
             "input_kind": self.kind,
+            "derive": self.derive,
         }
 
     def save(self, folder: Path) -> Path:
@@ -437,6 +438,7 @@ class Preprocessor:
             task=state["task"],
             cleaning=CleaningConfig.model_validate(state["cleaning"]),
             text_encoder=encoder,
+            derive=state.get("derive") or {},
         )
         pre.labels = state["labels"]
         pre.categories = state["categories"]
