@@ -81,8 +81,9 @@ def _slice_data(name: str, shared: Path, data: Path) -> None:
     elif name.startswith("adult"):
         for file in ("adult.data", "adult.test"):
             _every_nth_line(shared / "adult" / file, data / "adult" / file, 400, header=True)
-    elif name == "california_housing":
-        _every_nth_line(shared / name / "cal_housing.data", data / name / "cal_housing.data", 300, header=False)
+    elif name.startswith("california"):
+        file = Path("california_housing") / "cal_housing.data"
+        _every_nth_line(shared / file, data / file, 300, header=False)
     elif name == "banking77":
         for file in ("train.csv", "test.csv"):
             _per_class(shared / name / file, data / name / file, "category", 4, 12)
