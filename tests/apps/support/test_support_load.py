@@ -33,7 +33,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", backlog=512)
+    # keep-alive longer than the test: a conversation that ends leaves its connection idle in the client's pool,
+    # and another may reuse it just as uvicorn's 5 s idle close fires (a client/server race, not a server error)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", backlog=512, timeout_keep_alive=300)
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
