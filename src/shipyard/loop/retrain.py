@@ -17,7 +17,6 @@ import contextlib
 import json
 import logging
 import shutil
-import time
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -29,11 +28,11 @@ from shipyard.artifact_recommend import is_recommender
 from shipyard.errors import ShipyardError
 from shipyard.io import atomic_write_parquet
 from shipyard.loop.feedback import labelled_rows
+from shipyard.loop.lineage import link_retrain, run_id_of
 from shipyard.loop.predlog import input_columns
 from shipyard.loop.retrain_recommend import retrain_recommendation
 from shipyard.loop.retrain_retrieval import retrain_retrieval
 from shipyard.loop.store import LoopStore
-from shipyard.store.runs import RunStore
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +94,7 @@ def retrain(
             run_dir, store=store, with_feedback=with_feedback, since=since, model=model, show_progress=show_progress
         )
     job, base_dir = load_run_job(run_dir)
-    parent_id = _run_id(run_dir)
+    parent_id = run_id_of(run_dir)
     missing = [s for s in SPLITS if not (run_dir / "splits" / f"{s}.parquet").is_file()]
     if missing:
         raise ShipyardError(
@@ -125,19 +124,8 @@ def retrain(
         result = run_job(new_job, base_dir=base_dir, show_progress=show_progress)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    runs = RunStore.for_root(result.run_dir.parent)
-    runs.mark(result.run_id, "parent", parent_id)
-    runs.mark(result.run_id, "feedback_rows", len(extra))
-    until = float(rows["_feedback_at"].max()) if len(rows) else time.time()
-    runs.mark(result.run_id, "feedback_until", until)
-    return {
-        "run_id": result.run_id,
-        "run_dir": str(result.run_dir),
-        "parent": parent_id,
-        "feedback_rows": len(extra),
-        "feedback_until": until,
-        "metrics": result.metrics,
-    }
+    until = float(rows["_feedback_at"].max()) if len(rows) else None
+    return link_retrain(result, parent_id, len(extra), until)
 
 
 def _task(run_dir: Path) -> str | None:
@@ -145,13 +133,6 @@ def _task(run_dir: Path) -> str | None:
     if not meta.is_file():
         return None
     return json.loads(meta.read_text(encoding="utf-8")).get("task")
-
-
-def _run_id(run_dir: Path) -> str:
-    info = run_dir / "run.json"
-    if info.is_file():
-        return str(json.loads(info.read_text(encoding="utf-8")).get("run_id") or run_dir.name)
-    return run_dir.name
 
 
 def _challenger_job(job: Any, paths: dict[str, Path], run_dir: Path) -> Any:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ import pandas as pd
 
 from shipyard.errors import ShipyardError
 from shipyard.io import atomic_write_parquet
-from shipyard.store.runs import RunStore
+from shipyard.loop.lineage import link_retrain, run_id_of
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +97,7 @@ def retrain_recommendation(
     from shipyard.pipeline_recommend import run_recommendation_job
 
     job, base_dir = load_run_job(run_dir)
-    parent_id = _run_id(run_dir)
+    parent_id = run_id_of(run_dir)
     missing = [s for s in SPLITS if not (run_dir / "splits" / f"{s}.parquet").is_file()]
     if missing:
         raise ShipyardError(f"the run keeps no {', '.join(missing)} split", where=str(run_dir / "splits"))
@@ -127,24 +126,5 @@ def retrain_recommendation(
         result = run_recommendation_job(type(job).model_validate(raw), base_dir=base_dir, show_progress=show_progress)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    runs = RunStore.for_root(result.run_dir.parent)
-    runs.mark(result.run_id, "parent", parent_id)
-    runs.mark(result.run_id, "feedback_rows", len(events))
-    until = float(events.timestamp.max()) if len(events) else time.time()
-    runs.mark(result.run_id, "feedback_until", until)
-    return {
-        "run_id": result.run_id,
-        "run_dir": str(result.run_dir),
-        "parent": parent_id,
-        "feedback_rows": len(events),
-        "feedback_until": until,
-        "events": counts,
-        "metrics": result.metrics,
-    }
-
-
-def _run_id(run_dir: Path) -> str:
-    info = run_dir / "run.json"
-    if info.is_file():
-        return str(json.loads(info.read_text(encoding="utf-8")).get("run_id") or run_dir.name)
-    return run_dir.name
+    until = float(events.timestamp.max()) if len(events) else None
+    return link_retrain(result, parent_id, len(events), until) | {"events": counts}

@@ -19,10 +19,8 @@ owner-only and removed when the run ends; the new run's ``splits/train.parquet``
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -31,9 +29,9 @@ import pandas as pd
 
 from shipyard.errors import ShipyardError
 from shipyard.io import atomic_write_parquet
+from shipyard.loop.lineage import link_retrain, run_id_of
 from shipyard.loop.pairs import feedback_pairs, passage_collection
 from shipyard.loop.store import LoopStore
-from shipyard.store.runs import RunStore
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +96,7 @@ def retrain_retrieval(  # long: the staged source, the run and its links, in ord
     job, base_dir = load_run_job(run_dir)
     cfg = job.retrieval
     assert cfg is not None
-    parent_id = _run_id(run_dir)
+    parent_id = run_id_of(run_dir)
     missing = [s for s in SPLITS if not (run_dir / "splits" / f"{s}.parquet").is_file()]
     if missing:
         raise ShipyardError(f"the run keeps no {', '.join(missing)} split", where=str(run_dir / "splits"))
@@ -137,24 +135,5 @@ def retrain_retrieval(  # long: the staged source, the run and its links, in ord
         result = run_job(type(job).model_validate(raw), base_dir=base_dir, show_progress=show_progress)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    runs = RunStore.for_root(result.run_dir.parent)
-    runs.mark(result.run_id, "parent", parent_id)
-    runs.mark(result.run_id, "feedback_rows", len(extra))
-    until = float(pairs["feedback_at"].max()) if len(pairs) else time.time()
-    runs.mark(result.run_id, "feedback_until", until)
-    return {
-        "run_id": result.run_id,
-        "run_dir": str(result.run_dir),
-        "parent": parent_id,
-        "feedback_rows": len(extra),
-        "feedback_until": until,
-        "pairs": counts,
-        "metrics": result.metrics,
-    }
-
-
-def _run_id(run_dir: Path) -> str:
-    info = run_dir / "run.json"
-    if info.is_file():
-        return str(json.loads(info.read_text(encoding="utf-8")).get("run_id") or run_dir.name)
-    return run_dir.name
+    until = float(pairs["feedback_at"].max()) if len(pairs) else None
+    return link_retrain(result, parent_id, len(extra), until) | {"pairs": counts}
