@@ -33,6 +33,7 @@ import numpy as np
 
 from shipyard.config.errors import validate_section
 from shipyard.config.models import TransformerParams
+from shipyard.data.lengths import length_summary
 from shipyard.errors import ShipyardError
 from shipyard.io import atomic_write_json
 from shipyard.pretrained import (  # re-exported: the text data layer's view of the model folder
@@ -267,14 +268,7 @@ class TextEncoder:
             return {"count": 0, "mean": 0.0, "p50": 0.0, "p95": 0.0, "max": 0, "truncated_fraction": 0.0}
         token_ids = self._token_ids(clean)
         lengths = np.fromiter((len(ids) for ids in token_ids), dtype=np.int64, count=len(clean))
-        return {
-            "count": len(lengths),
-            "mean": round(float(lengths.mean()), 2),
-            "p50": float(np.percentile(lengths, 50)),
-            "p95": float(np.percentile(lengths, 95)),
-            "max": int(lengths.max()),
-            "max_length": self.max_length,
-            "truncated_fraction": round(float((lengths > self.max_length).mean()), 4),
+        return length_summary(lengths, self.max_length) | {
             "unknown_token_rate": round(self._unknown_rate(token_ids), 4),
         }
 

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from shipyard.data.lengths import length_summary
 from shipyard.errors import ShipyardError
 from shipyard.io import atomic_save_safetensors, atomic_write_json, atomic_write_text
 
@@ -207,14 +208,7 @@ class VocabEncoder:
         lengths = np.array([len(u) for u in units], dtype=np.int64)
         total = max(int(lengths.sum()), 1)
         unknown = sum(int((u == UNK).sum()) for u in units)
-        return {
-            "count": len(lengths),
-            "mean": round(float(lengths.mean()), 2),
-            "p50": float(np.percentile(lengths, 50)),
-            "p95": float(np.percentile(lengths, 95)),
-            "max": int(lengths.max()),
-            "max_length": self.max_length,
-            "truncated_fraction": round(float((lengths > self.max_length).mean()), 4),
+        return length_summary(lengths, self.max_length) | {
             "unknown_token_rate": round(unknown / total, 4),
             "tokenizer": self.kind,
             "units": self.base - 2,
