@@ -86,7 +86,7 @@ def pages_router(context: Any) -> APIRouter:
         rows = []
         with ctx.db() as store:
             for ent in config.watchlist:
-                series = store.series(ent.id, window)[-points:]
+                series = store.series(ent.id, window, limit=points)
                 sent = [p["mean_sentiment"] for p in series]
                 vol = [float(p["volume"]) for p in series]
                 total = sum(p["volume"] for p in series)
@@ -106,7 +106,7 @@ def pages_router(context: Any) -> APIRouter:
             raise HTTPException(404, f"unknown entity {entity!r}")
         window = window if window in config.windows else config.alerts.window
         with ctx.db() as store:
-            series = store.series(entity, window)[-240:]
+            series = store.series(entity, window, limit=240)
             alerts = store.alerts(entity=entity, limit=50)
             docs = store.documents_for(entity, 0, 1e12, limit=30)
         index = {p["bucket"]: i for i, p in enumerate(series)}
