@@ -11,6 +11,7 @@ candidate's own run).
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,15 @@ def _prepare(job: Job, base_dir: Path) -> tuple[str, Any]:
         input_kinds=fitting.family_of(first).input_kinds,
     )
     return kind, prepared
+
+
+def _pool(job: Job, kind: str, prepared: Any, folder: Path) -> Any:
+    """The pooled, folded rows bagged candidates train on (tabular data, ``bag_folds`` >= 2), or None."""
+    if kind != "tabular" or job.model.bag_folds < 2:
+        return None
+    from shipyard.auto.bag import make_pool
+
+    return make_pool(prepared, job.model.bag_folds, job.task, job.training.seed, folder)
 
 
 def _metrics(job: Job, prepared: Any, combined: dict[str, np.ndarray]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -110,12 +120,14 @@ def run_auto(  # long: the run's steps in order, one try block so a failure is r
     record_start(store, job, run_id, run_dir, resume=False)
     try:
         deadline = started + budget - candidates.reserve_seconds(budget)
-        rows = candidates.run_candidates(job, kind, base_dir, run_dir / "candidates", deadline)
-        scored = candidates.score_candidates(rows, prepared, job.task)
-        candidates.drop_row_copies(rows)  # the run's own splits/ are the one copy erasure requests reach
-        weights = package.choose(
-            scored, prepared.splits["validation"].target, job.task, job.model.ensemble_size, job.model.prefer
-        )
+        pool = _pool(job, kind, prepared, run_dir / "candidates" / "_pool")
+        rows = candidates.run_candidates(job, kind, base_dir, run_dir / "candidates", deadline, pool)
+        scored = candidates.score_candidates(rows, prepared, job.task, pool)
+        candidates.drop_row_copies(rows, pool)  # the run's own splits/ are the one copy erasure requests reach
+        targets = {"validation": prepared.splits["validation"].target}
+        if pool is not None:
+            targets["pool"] = pool.target
+        weights = package.choose(scored, targets, job.task, job.model.ensemble_size, job.model.prefer)
         for (row, _, _), w in zip(scored, weights, strict=True):
             row["weight"] = round(w, 4)
         combined = package.combine_splits(scored, weights)
@@ -132,6 +144,7 @@ def run_auto(  # long: the run's steps in order, one try block so a failure is r
         (run_dir / INCOMPLETE).unlink()  # last: only now may the run's model be loaded and served
         store.finish_run(run_id, status="finished", metrics=metrics, duration_s=time.monotonic() - started)
     except BaseException as exc:
+        shutil.rmtree(run_dir / "candidates" / "_pool", ignore_errors=True)  # pooled rows: splits/ has them
         store.finish_run(
             run_id, status="failed", metrics={}, duration_s=time.monotonic() - started, error=str(exc)[:500]
         )
