@@ -71,15 +71,34 @@ def _pool(job: Job, kind: str, prepared: Any, folder: Path) -> Any:
     return make_pool(prepared, job.model.bag_folds, job.task, job.training.seed, folder)
 
 
-def _metrics(job: Job, prepared: Any, combined: dict[str, np.ndarray]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _common_rows(scored: list, prepared: Any, pool: Any) -> tuple[list, dict[str, np.ndarray]]:
+    """The candidates the ensemble may mix and the targets of the rows it is chosen and scored on. Bagged: the
+    candidates with the most finished folds (all k, unless the budget stopped every bag early) and the pooled
+    rows those folds cover; a bag with fewer folds stays on the leaderboard, out of the ensemble."""
+    val = prepared.splits["validation"].target
+    if pool is None or not scored:
+        return scored, {"validation": val}
+    m = max(row["folds"] for row, _, _ in scored)
+    for row, _, _ in scored:
+        if row["folds"] < m:
+            row["reason"] = f"{row['folds']} of {pool.k} folds, fewer than the other candidates: not ensembled"
+    return [s for s in scored if s[0]["folds"] == m], pool.targets(m)
+
+
+def _metrics(
+    job: Job, prepared: Any, combined: dict[str, np.ndarray], val_target: np.ndarray
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Validation (out-of-fold when bagged) and test metrics of the ensemble, and its outputs per split."""
     from shipyard.evaluation.metrics import compute_metrics
 
     metrics: dict[str, Any] = {}
     outputs: dict[str, Any] = {}
     for split, values in combined.items():
-        out = np.log(np.clip(values, 1e-30, None)) if job.task == "classification" else values
-        outputs[split] = out.astype(np.float32)
-        metrics[split] = compute_metrics(job.task, prepared.splits[split].target, outputs[split], prepared.labels)
+        out = (np.log(np.clip(values, 1e-30, None)) if job.task == "classification" else values).astype(np.float32)
+        target = val_target if split == "validation" else prepared.splits[split].target
+        metrics[split] = compute_metrics(job.task, target, out, prepared.labels)
+        if len(target) == len(prepared.splits[split].target):  # a partial bag's rows are not the split's rows
+            outputs[split] = out
     return metrics, outputs
 
 
@@ -124,14 +143,12 @@ def run_auto(  # long: the run's steps in order, one try block so a failure is r
         rows = candidates.run_candidates(job, kind, base_dir, run_dir / "candidates", deadline, pool)
         scored = candidates.score_candidates(rows, prepared, job.task, pool)
         candidates.drop_row_copies(rows, pool)  # the run's own splits/ are the one copy erasure requests reach
-        targets = {"validation": prepared.splits["validation"].target}
-        if pool is not None:
-            targets["pool"] = pool.target
+        scored, targets = _common_rows(scored, prepared, pool)
         weights = package.choose(scored, targets, job.task, job.model.ensemble_size, job.model.prefer)
         for (row, _, _), w in zip(scored, weights, strict=True):
             row["weight"] = round(w, 4)
         combined = package.combine_splits(scored, weights)
-        metrics, outputs = _metrics(job, prepared, combined)
+        metrics, outputs = _metrics(job, prepared, combined, targets["validation"])
         summary = candidates.budget_status(started, budget)
         metrics["auto"] = {"kind": kind, "leaderboard": rows, **summary}
         extra = {"params": job.model.params(), "leaderboard": [_brief(r) for r in rows]}

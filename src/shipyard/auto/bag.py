@@ -32,7 +32,7 @@ from shipyard.errors import ShipyardError
 
 log = logging.getLogger(__name__)
 
-POOL, FOLDS = "pool.parquet", "folds.npy"
+POOL, FOLDS, DONE = "pool.parquet", "folds.npy", "done"  # DONE: the fold's model folder is complete
 
 
 @dataclass
@@ -48,6 +48,24 @@ class Pool:
     @property
     def k(self) -> int:
         return int(self.folds.max()) + 1
+
+    def covered(self, m: int) -> np.ndarray:
+        """The pooled rows that have an out-of-fold prediction when only the first ``m`` fold models exist (a
+        bag stopped at the time budget)."""
+        return self.folds < m
+
+    def targets(self, m: int) -> dict[str, np.ndarray]:
+        """The targets of the covered pooled rows and of the covered validation rows."""
+        mask = self.covered(m)
+        return {"pool": self.target[mask], "validation": self.target[self.n_train :][mask[self.n_train :]]}
+
+
+def folds_done(folder: Path, k: int) -> int:
+    """How many fold models, from fold 0 on, were trained and saved (a bag stopped at the budget keeps these)."""
+    m = 0
+    while m < k and (folder / f"fold{m}" / DONE).exists():
+        m += 1
+    return m
 
 
 def make_pool(prepared: Any, k: int, task: str, seed: int, folder: Path) -> Pool | None:
@@ -81,9 +99,10 @@ def make_pool(prepared: Any, k: int, task: str, seed: int, folder: Path) -> Pool
 
 
 def bag_predictions(models: list[Any], pool: Pool, test: pd.DataFrame | None, align: Any) -> dict[str, np.ndarray]:
-    """Out-of-fold predictions for the pool (each row from the fold model that did not see it), the validation
-    rows' share of them, and the test rows' average over the fold models. ``align`` turns an artifact's
-    ``predict_frame`` output into probabilities in the run's label order (or values)."""
+    """Out-of-fold predictions for the covered pooled rows (each from the fold model that did not see it: all
+    rows once every fold model exists), the covered validation rows' share of them, and the test rows' average
+    over the fold models. ``align`` turns an artifact's ``predict_frame`` output into probabilities in the run's
+    label order (or values)."""
     oof: np.ndarray | None = None
     out: dict[str, np.ndarray] = {}
     for i, art in enumerate(models):
@@ -96,7 +115,8 @@ def bag_predictions(models: list[Any], pool: Pool, test: pd.DataFrame | None, al
             part = align(art.predict_frame(test), art) / len(models)
             out["test"] = part if "test" not in out else out["test"] + part
     assert oof is not None
-    out["pool"], out["validation"] = oof, oof[pool.n_train :]
+    mask = pool.covered(len(models))
+    out["pool"], out["validation"] = oof[mask], oof[pool.n_train :][mask[pool.n_train :]]
     return out
 
 
@@ -170,6 +190,7 @@ def run_bag(job_file: Path, pool_dir: Path, folder: Path) -> list[Path]:
         write_split(sub / "validation.parquet", pool[folds == i])
         try:
             models.append(train_fold(fold_job(raw, sub), sub))
+            (sub / DONE).touch()
         finally:
             for name in ("train.parquet", "validation.parquet"):
                 (sub / name).unlink(missing_ok=True)

@@ -184,7 +184,11 @@ def run_candidate(job_file: Path, run_dir: Path, limit_s: float, pool: Any = Non
     started = time.monotonic()
     err_path = run_dir.parent / f"{run_dir.name}.stderr"
     with open(err_path, "wb") as err:
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+        # OpenMP threads that spin while they wait (LightGBM's default) crawl when the cores are shared: one
+        # LightGBM fit on Adult took over 160 s with 2 spinning threads and 6.6 s with passive ones (load 30 on
+        # 2 cores, docs/benchmarks.md #18); a user's own setting wins
+        env = {"OMP_WAIT_POLICY": "PASSIVE", **os.environ}
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True, env=env)
         try:
             code = proc.wait(timeout=max(limit_s, 1.0))
         except subprocess.TimeoutExpired:
@@ -222,8 +226,14 @@ def run_candidates(
         log.info("auto: candidate %s (%.0fs left)", name, left)
         status, reason, seconds = run_candidate(job_file, folder / name, left, pool)
         row.update(status=status, reason=reason, seconds=round(seconds, 1), run_dir=str(folder / name))
-        if pool is not None:
-            row["folds"] = pool.k
+        if pool is not None:  # a bag stopped at the budget keeps the fold models it finished
+            from shipyard.auto.bag import folds_done
+
+            row["folds"] = folds_done(folder / name, pool.k)
+            if status == "timeout" and row["folds"]:
+                row.update(
+                    status="finished", reason=f"stopped at the time budget after {row['folds']} of {pool.k} folds"
+                )
         log.info("auto: candidate %s %s in %.1fs%s", name, status, seconds, f": {reason}" if reason else "")
     return rows
 
@@ -258,9 +268,10 @@ def score_candidates(
                 preds, seconds = _single_predictions(arts[0], prepared, align)
                 ms = 1000 * seconds / max(len(prepared.splits["validation"].target), 1)
             else:
-                arts = [Artifact.load(folder / f"fold{i}" / "model") for i in range(pool.k)]
+                arts = [Artifact.load(folder / f"fold{i}" / "model") for i in range(row["folds"])]
                 preds = bag_predictions(arts, pool, prepared.splits["test"].frame, align)
-                row["oof"] = _score(task, pool.target, preds["pool"], prepared.labels)
+                targets = pool.targets(len(arts))
+                row["oof"] = _score(task, targets["pool"], preds["pool"], prepared.labels)
                 sample = prepared.splits["validation"].frame.head(1000)  # a row goes through every fold model
                 started = time.perf_counter()
                 for art in arts:
@@ -269,7 +280,9 @@ def score_candidates(
             row["latency_ms_per_row"] = round(ms, 4)
             for split in ("validation", "test"):
                 if split in preds:
-                    row[split] = _score(task, prepared.splits[split].target, preds[split], prepared.labels)
+                    target = targets[split] if pool is not None and split == "validation" else None
+                    target = prepared.splits[split].target if target is None else target
+                    row[split] = _score(task, target, preds[split], prepared.labels)
             row["size_bytes"] = sum(_folder_bytes(a.path) for a in arts)
         except Exception as exc:  # a candidate that cannot predict is out of the ensemble, with its reason
             row.update(status="failed", reason=f"could not predict: {type(exc).__name__}: {exc}"[:400])
