@@ -119,3 +119,21 @@ def test_a_single_class_target_is_refused_before_any_candidate(data_dir: Path, t
     with pytest.raises(ShipyardError, match="at least two classes"):
         shipyard.train(tmp_path / "job.yaml", run_dir=tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_bag_stopped_at_the_budget_keeps_its_finished_folds(tmp_path: Path) -> None:
+    from shipyard.auto import _common_rows
+    from shipyard.auto.bag import DONE, folds_done
+
+    for i in (0, 1, 3):  # fold 2 was killed mid-way: fold 3's marker does not count after the gap
+        (tmp_path / "bag" / f"fold{i}").mkdir(parents=True)
+        (tmp_path / "bag" / f"fold{i}" / DONE).touch()
+    assert folds_done(tmp_path / "bag", 4) == 2 and folds_done(tmp_path / "none", 4) == 0
+    y = np.array([0, 1] * 40)
+    pool = make_pool(_prepared(60, 20, y), 4, "classification", 0, tmp_path / "pool")
+    assert pool is not None
+    scored = [({"candidate": "a", "folds": 2}, [], {}), ({"candidate": "b", "folds": 1}, [], {})]
+    kept, targets = _common_rows(scored, SimpleNamespace(splits={"validation": SimpleNamespace(target=y[60:])}), pool)
+    assert [r["candidate"] for r, _, _ in kept] == ["a"] and "1 of 4 folds" in scored[1][0]["reason"]
+    assert len(targets["pool"]) == 40 and (targets["pool"] == y[pool.folds < 2]).all()  # folds 0 and 1's rows
+    assert (targets["validation"] == y[60:][pool.folds[60:] < 2]).all()
