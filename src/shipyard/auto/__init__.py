@@ -63,8 +63,9 @@ def _prepare(job: Job, base_dir: Path) -> tuple[str, Any]:
 
 
 def _pool(job: Job, kind: str, prepared: Any, folder: Path) -> Any:
-    """The pooled, folded rows bagged candidates train on (tabular data, ``bag_folds`` >= 2), or None."""
-    if kind != "tabular" or job.model.bag_folds < 2:
+    """The pooled, folded rows bagged candidates train on (tabular data, ``bag_folds`` >= 2), or None. Not with
+    ``prefer: speed``: a bag is k models, and that asks for one."""
+    if kind != "tabular" or job.model.bag_folds < 2 or job.model.prefer == "speed":
         return None
     from shipyard.auto.bag import make_pool
 

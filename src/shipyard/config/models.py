@@ -171,7 +171,8 @@ class AutoParams(Params):
     ensemble_size: int = Field(default=25, ge=1, le=500)  # rounds of greedy selection (with replacement)
     prefer: Literal["accuracy", "speed"] = "accuracy"  # speed: the single best candidate, no ensemble
     # tabular data: each candidate is k models, one per fold of the train + validation rows, and the ensemble is
-    # chosen on their out-of-fold predictions (AutoGluon's bagging); 0: one model per candidate on the train split
+    # chosen on their out-of-fold predictions (AutoGluon's bagging); 0 (or prefer: speed): one model per
+    # candidate, trained on the train split
     bag_folds: int = Field(default=5, ge=0, le=20)
 
     @model_validator(mode="after")
