@@ -137,3 +137,26 @@ def test_a_bag_stopped_at_the_budget_keeps_its_finished_folds(tmp_path: Path) ->
     assert [r["candidate"] for r, _, _ in kept] == ["a"] and "1 of 4 folds" in scored[1][0]["reason"]
     assert len(targets["pool"]) == 40 and (targets["pool"] == y[pool.folds < 2]).all()  # folds 0 and 1's rows
     assert (targets["validation"] == y[60:][pool.folds[60:] < 2]).all()
+
+
+def test_200_classes_too_rare_to_fold_run_unbagged(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(200), 5)  # four train + validation rows per class: fewer than the five folds
+    frame = pd.DataFrame({"x": y + rng.normal(scale=0.1, size=len(y)), "label": [f"c{v}" for v in y]})
+    frame.to_csv(tmp_path / "many.csv", index=False)
+    raw = {
+        "task": "classification",
+        "data": {"source": {"path": "many.csv"}, "target": "label", "split": {"validation": 0.2, "test": 0.2}},
+        "model": {
+            "type": "auto",
+            "time_budget": "60s",
+            "candidates": [{"type": "lightgbm", "n_estimators": 3, "min_child_samples": 1, "early_stopping_rounds": 0}],
+        },
+        "training": {"seed": 0, "num_threads": 1},
+    }
+    (tmp_path / "job.yaml").write_text(json.dumps(raw))
+    result = shipyard.train(tmp_path / "job.yaml", run_dir=tmp_path / "run")
+    (row,) = result.metrics["auto"]["leaderboard"]
+    assert row["status"] == "finished" and "folds" not in row  # one model on the train split, not a bag
+    art = Artifact.load(result.run_dir)
+    assert art.predict_frame(frame.head(3))["probabilities"].shape == (3, 200)

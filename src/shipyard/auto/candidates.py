@@ -214,7 +214,7 @@ def run_candidates(
         rows.append(row)
         left = deadline - time.monotonic()
         if left < MIN_CANDIDATE_S:
-            row.update(status="skipped", reason=f"{left:.0f}s of the budget left")
+            row.update(status="skipped", reason=f"{max(left, 0):.0f}s of the budget left")
             continue
         try:
             raw = candidate_job(job, model, training, base_dir)
