@@ -96,7 +96,12 @@ def run_shipyard(raw: dict[str, Any], work: Path, name: str) -> dict[str, Any]:
     started = time.perf_counter()
     result = shipyard.run(Job.model_validate(raw), run_dir=work / name)
     seconds = time.perf_counter() - started
-    return {"run_dir": str(result.run_dir), "test": result.metrics["test"], "seconds": round(seconds, 1)}
+    out = {"run_dir": str(result.run_dir), "test": result.metrics["test"], "seconds": round(seconds, 1)}
+    if "auto" in result.metrics:  # each candidate's scores, time and weight: the evidence behind the figure
+        keys = ("candidate", "status", "validation", "oof", "test", "weight", "seconds", "reason")
+        out["leaderboard"] = [{k: r.get(k) for k in keys} for r in result.metrics["auto"]["leaderboard"]]
+        out["auto_seconds"] = result.metrics["auto"]["seconds"]
+    return out
 
 
 def _frame(run_dir: Path, split: str, target: str) -> tuple[pd.DataFrame, pd.Series]:
@@ -131,14 +136,22 @@ def run_hgb(run_dir: Path, target: str, task: str, derive: dict[str, str] | None
     return {"test": score, "seconds": round(time.perf_counter() - started, 1), "rows": len(x), "test_rows": len(x_test)}
 
 
-def bench_derived(work: Path) -> list[dict]:
-    """California with the example's derived features: shipyard `lightgbm` against HistGradientBoosting on the
-    same derived columns (each derived feature computed from the raw columns of the same stored rows)."""
+def bench_derived(work: Path, auto_budget: str | None = None) -> list[dict]:
+    """California with the example's derived features: shipyard `lightgbm` (and `auto`, with ``auto_budget``)
+    against HistGradientBoosting on the same derived columns (each derived feature computed from the raw columns
+    of the same stored rows)."""
     derive = california_derive()
     lgb = run_shipyard(california_job({"type": "lightgbm"}, derive), work, "california-lightgbm-derived")
     rows = [{"data": "california", "model": "shipyard lightgbm + data.derive", "r2": lgb["test"]["r2"]}]
     rows[-1]["seconds"] = lgb["seconds"]
     print(json.dumps(rows[-1]), flush=True)
+    if auto_budget:
+        auto = run_shipyard(
+            california_job({"type": "auto", "time_budget": auto_budget}, derive), work, "california-auto-derived"
+        )
+        rows.append({"data": "california", "model": f"shipyard auto ({auto_budget}) + data.derive"})
+        rows[-1].update({"r2": auto["test"]["r2"], "seconds": auto["seconds"], "leaderboard": auto["leaderboard"]})
+        print(json.dumps(rows[-1]), flush=True)
     raw = run_hgb(Path(lgb["run_dir"]), "median_house_value", "regression")  # the baseline, raw columns
     rows.append({"data": "california", "model": "sklearn HistGradientBoosting (defaults)"})
     rows[-1].update({"r2": raw["test"]["r2"], "seconds": raw["seconds"]})
@@ -164,8 +177,10 @@ def bench(name: str, make_job: Any, target: str, task: str, work: Path, auto_bud
                 "model": f"shipyard auto ({auto_budget})",
                 key: auto["test"][key],
                 "seconds": auto["seconds"],
+                "leaderboard": auto["leaderboard"],
             }
         )
+        print(json.dumps(rows[-1]), flush=True)
     hgb = run_hgb(Path(lgb["run_dir"]), target, task)
     rows.append(
         {
@@ -198,7 +213,7 @@ def main() -> None:
             rows += bench("adult", adult_job, "Y", "classification", work, args.auto_budget)
         if args.only in (None, "california"):
             if args.derived:  # the derived-feature comparison on its own (the same rows as the plain one)
-                rows += bench_derived(work)
+                rows += bench_derived(work, args.auto_budget)
             else:
                 rows += bench("california", california_job, "median_house_value", "regression", work, args.auto_budget)
     for r in rows:

@@ -43,6 +43,7 @@ def auto_run(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
         "model": {
             "type": "auto",
             "time_budget": f"{BUDGET:.0f}s",
+            "bag_folds": 0,  # one model per candidate (the bagged run is below)
             "candidates": [
                 {"type": "lightgbm", "num_leaves": 1},  # invalid: recorded as failed, with its reason
                 {"type": "lightgbm", "n_estimators": 200, "early_stopping_rounds": 20},
@@ -75,12 +76,12 @@ def test_the_run_model_predicts_and_an_ensemble_of_members_averages(auto_run: An
     art = Artifact.load(auto_run.run_dir)
     assert art.predict_frame(rows)["probabilities"].shape == (30, 2)
     finished = [r for r in auto_run.metrics["auto"]["leaderboard"] if r["status"] == "finished"]
-    members = [(r, Artifact.load(Path(r["run_dir"]) / "model"), {}) for r in finished]
+    members = [(r, [Artifact.load(Path(r["run_dir"]) / "model")], {}) for r in finished]
     if len(members) == 1:  # the second candidate did not finish on a slow machine: the mechanics still hold
         members = members * 2
         members[1] = ({**members[1][0], "candidate": "copy"}, members[1][1], {})
     write_model(tmp_path / "model", members, [0.5, 0.5], {"params": {}})
     ensemble = Artifact.load(tmp_path / "model")
     assert ensemble.backend == "ensemble" and len(ensemble.members or []) == 2
-    want = np.mean([m.predict_frame(rows)["probabilities"] for _, m, _ in members], axis=0)
+    want = np.mean([m[0].predict_frame(rows)["probabilities"] for _, m, _ in members], axis=0)
     np.testing.assert_allclose(ensemble.predict_frame(rows)["probabilities"], want, atol=1e-5)

@@ -11,6 +11,7 @@ candidate's own run).
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -61,15 +62,44 @@ def _prepare(job: Job, base_dir: Path) -> tuple[str, Any]:
     return kind, prepared
 
 
-def _metrics(job: Job, prepared: Any, combined: dict[str, np.ndarray]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _pool(job: Job, kind: str, prepared: Any, folder: Path) -> Any:
+    """The pooled, folded rows bagged candidates train on (tabular data, ``bag_folds`` >= 2), or None. Not with
+    ``prefer: speed``: a bag is k models, and that asks for one."""
+    if kind != "tabular" or job.model.bag_folds < 2 or job.model.prefer == "speed":
+        return None
+    from shipyard.auto.bag import make_pool
+
+    return make_pool(prepared, job.model.bag_folds, job.task, job.training.seed, folder)
+
+
+def _common_rows(scored: list, prepared: Any, pool: Any) -> tuple[list, dict[str, np.ndarray]]:
+    """The candidates the ensemble may mix and the targets of the rows it is chosen and scored on. Bagged: the
+    candidates with the most finished folds (all k, unless the budget stopped every bag early) and the pooled
+    rows those folds cover; a bag with fewer folds stays on the leaderboard, out of the ensemble."""
+    val = prepared.splits["validation"].target
+    if pool is None or not scored:
+        return scored, {"validation": val}
+    m = max(row["folds"] for row, _, _ in scored)
+    for row, _, _ in scored:
+        if row["folds"] < m:
+            row["reason"] = f"{row['folds']} of {pool.k} folds, fewer than the other candidates: not ensembled"
+    return [s for s in scored if s[0]["folds"] == m], pool.targets(m)
+
+
+def _metrics(
+    job: Job, prepared: Any, combined: dict[str, np.ndarray], val_target: np.ndarray
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Validation (out-of-fold when bagged) and test metrics of the ensemble, and its outputs per split."""
     from shipyard.evaluation.metrics import compute_metrics
 
     metrics: dict[str, Any] = {}
     outputs: dict[str, Any] = {}
     for split, values in combined.items():
-        out = np.log(np.clip(values, 1e-30, None)) if job.task == "classification" else values
-        outputs[split] = out.astype(np.float32)
-        metrics[split] = compute_metrics(job.task, prepared.splits[split].target, outputs[split], prepared.labels)
+        out = (np.log(np.clip(values, 1e-30, None)) if job.task == "classification" else values).astype(np.float32)
+        target = val_target if split == "validation" else prepared.splits[split].target
+        metrics[split] = compute_metrics(job.task, target, out, prepared.labels)
+        if len(target) == len(prepared.splits[split].target):  # a partial bag's rows are not the split's rows
+            outputs[split] = out
     return metrics, outputs
 
 
@@ -110,16 +140,16 @@ def run_auto(  # long: the run's steps in order, one try block so a failure is r
     record_start(store, job, run_id, run_dir, resume=False)
     try:
         deadline = started + budget - candidates.reserve_seconds(budget)
-        rows = candidates.run_candidates(job, kind, base_dir, run_dir / "candidates", deadline)
-        scored = candidates.score_candidates(rows, prepared, job.task)
-        candidates.drop_row_copies(rows)  # the run's own splits/ are the one copy erasure requests reach
-        weights = package.choose(
-            scored, prepared.splits["validation"].target, job.task, job.model.ensemble_size, job.model.prefer
-        )
+        pool = _pool(job, kind, prepared, run_dir / "candidates" / "_pool")
+        rows = candidates.run_candidates(job, kind, base_dir, run_dir / "candidates", deadline, pool)
+        scored = candidates.score_candidates(rows, prepared, job.task, pool)
+        candidates.drop_row_copies(rows, pool)  # the run's own splits/ are the one copy erasure requests reach
+        scored, targets = _common_rows(scored, prepared, pool)
+        weights = package.choose(scored, targets, job.task, job.model.ensemble_size, job.model.prefer)
         for (row, _, _), w in zip(scored, weights, strict=True):
             row["weight"] = round(w, 4)
         combined = package.combine_splits(scored, weights)
-        metrics, outputs = _metrics(job, prepared, combined)
+        metrics, outputs = _metrics(job, prepared, combined, targets["validation"])
         summary = candidates.budget_status(started, budget)
         metrics["auto"] = {"kind": kind, "leaderboard": rows, **summary}
         extra = {"params": job.model.params(), "leaderboard": [_brief(r) for r in rows]}
@@ -132,6 +162,7 @@ def run_auto(  # long: the run's steps in order, one try block so a failure is r
         (run_dir / INCOMPLETE).unlink()  # last: only now may the run's model be loaded and served
         store.finish_run(run_id, status="finished", metrics=metrics, duration_s=time.monotonic() - started)
     except BaseException as exc:
+        shutil.rmtree(run_dir / "candidates" / "_pool", ignore_errors=True)  # pooled rows: splits/ has them
         store.finish_run(
             run_id, status="failed", metrics={}, duration_s=time.monotonic() - started, error=str(exc)[:500]
         )

@@ -61,6 +61,18 @@ SEARCH: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {
             },
             {},
         ),
+        # categories up to 64 levels split one-vs-rest, shallower trees: the most different setting that still
+        # scored among the best on Adult (docs/benchmarks.md, #18), so the ensemble has something to mix
+        (
+            {
+                "type": "lightgbm",
+                "num_leaves": 15,
+                "min_child_samples": 40,
+                "lambda_l2": 1.0,
+                "max_cat_to_onehot": 64,
+            },
+            {},
+        ),
     ],
     "linear": [({"type": "linear"}, {"epochs": 20, "batch_size": 256, "learning_rate": 0.01, "early_stopping": _ES})],
     "mlp": [
@@ -162,13 +174,21 @@ def candidate_job(job: Job, model: dict[str, Any], training: dict[str, Any], bas
     return Job.model_validate(raw).model_dump(mode="json")
 
 
-def run_candidate(job_file: Path, run_dir: Path, limit_s: float) -> tuple[str, str | None, float]:
-    """``shipyard train`` in its own process group, killed at ``limit_s``: (status, reason, seconds)."""
-    cmd = [sys.executable, "-m", "shipyard.cli", "train", str(job_file), "--run-dir", str(run_dir), "--quiet"]
+def run_candidate(job_file: Path, run_dir: Path, limit_s: float, pool: Any = None) -> tuple[str, str | None, float]:
+    """``shipyard train`` (or, with a ``pool``, the bag of fold models: ``shipyard.auto.bag``) in its own process
+    group, killed at ``limit_s``: (status, reason, seconds)."""
+    if pool is None:
+        cmd = [sys.executable, "-m", "shipyard.cli", "train", str(job_file), "--run-dir", str(run_dir), "--quiet"]
+    else:
+        cmd = [sys.executable, "-m", "shipyard.auto.bag", str(job_file), str(pool.folder), str(run_dir)]
     started = time.monotonic()
     err_path = run_dir.parent / f"{run_dir.name}.stderr"
     with open(err_path, "wb") as err:
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+        # OpenMP threads that spin while they wait (LightGBM's default) crawl when the cores are shared: one
+        # LightGBM fit on Adult took over 160 s with 2 spinning threads and 6.6 s with passive ones (load 30 on
+        # 2 cores, docs/benchmarks.md #18); a user's own setting wins
+        env = {"OMP_WAIT_POLICY": "PASSIVE", **os.environ}
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True, env=env)
         try:
             code = proc.wait(timeout=max(limit_s, 1.0))
         except subprocess.TimeoutExpired:
@@ -182,8 +202,11 @@ def run_candidate(job_file: Path, run_dir: Path, limit_s: float) -> tuple[str, s
     return "finished", None, seconds
 
 
-def run_candidates(job: Job, kind: str, base_dir: Path, folder: Path, deadline: float) -> list[dict[str, Any]]:
-    """Every candidate's leaderboard row (status, reason, time); finished ones have their run folder."""
+def run_candidates(
+    job: Job, kind: str, base_dir: Path, folder: Path, deadline: float, pool: Any = None
+) -> list[dict[str, Any]]:
+    """Every candidate's leaderboard row (status, reason, time); finished ones have their run folder. With a
+    ``pool`` (bagging), each candidate is k fold models (``<run_dir>/fold<i>/model``)."""
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
     for name, model, training in candidate_plan(job, kind):
@@ -191,7 +214,7 @@ def run_candidates(job: Job, kind: str, base_dir: Path, folder: Path, deadline: 
         rows.append(row)
         left = deadline - time.monotonic()
         if left < MIN_CANDIDATE_S:
-            row.update(status="skipped", reason=f"{left:.0f}s of the budget left")
+            row.update(status="skipped", reason=f"{max(left, 0):.0f}s of the budget left")
             continue
         try:
             raw = candidate_job(job, model, training, base_dir)
@@ -201,8 +224,16 @@ def run_candidates(job: Job, kind: str, base_dir: Path, folder: Path, deadline: 
         job_file = folder / f"{name}.yaml"
         job_file.write_text(yaml.safe_dump(raw, sort_keys=False, allow_unicode=True), encoding="utf-8")
         log.info("auto: candidate %s (%.0fs left)", name, left)
-        status, reason, seconds = run_candidate(job_file, folder / name, left)
+        status, reason, seconds = run_candidate(job_file, folder / name, left, pool)
         row.update(status=status, reason=reason, seconds=round(seconds, 1), run_dir=str(folder / name))
+        if pool is not None:  # a bag stopped at the budget keeps the fold models it finished
+            from shipyard.auto.bag import folds_done
+
+            row["folds"] = folds_done(folder / name, pool.k)
+            if status == "timeout" and row["folds"]:
+                row.update(
+                    status="finished", reason=f"stopped at the time budget after {row['folds']} of {pool.k} folds"
+                )
         log.info("auto: candidate %s %s in %.1fs%s", name, status, seconds, f": {reason}" if reason else "")
     return rows
 
@@ -214,36 +245,72 @@ def _folder_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def score_candidates(rows: list[dict[str, Any]], prepared: Any, task: str) -> list[tuple[dict[str, Any], Any, dict]]:
-    """(row, artifact, predictions per split) for each finished candidate; rows get scores, size, latency."""
+def score_candidates(
+    rows: list[dict[str, Any]], prepared: Any, task: str, pool: Any = None
+) -> list[tuple[dict[str, Any], list[Any], dict]]:
+    """(row, its artifacts, predictions per split) for each finished candidate; rows get scores, size, latency.
+    A bagged candidate (``pool``) has k artifacts, out-of-fold predictions on the pool (``pool``, and the
+    validation rows' share) and the fold models' average on test; its ``oof`` score is on every pooled row."""
     from shipyard.artifact import Artifact
-    from shipyard.evaluation.metrics import compute_metrics
+    from shipyard.auto.bag import bag_predictions
 
-    key = "accuracy" if task == "classification" else "r2"
+    def align(out: dict[str, Any], art: Any) -> np.ndarray:
+        return _aligned(out, art, prepared.labels, task)
+
     scored = []
     for row in rows:
         if row.get("status") != "finished":
             continue
         try:
-            art = Artifact.load(Path(row["run_dir"]) / "model")
-            preds: dict[str, np.ndarray] = {}
-            for split in ("validation", "test"):
-                data = prepared.splits[split]
-                if len(data.target) == 0:
-                    continue
+            folder = Path(row["run_dir"])
+            if pool is None:
+                arts = [Artifact.load(folder / "model")]
+                preds, seconds = _single_predictions(arts[0], prepared, align)
+                ms = 1000 * seconds / max(len(prepared.splits["validation"].target), 1)
+            else:
+                arts = [Artifact.load(folder / f"fold{i}" / "model") for i in range(row["folds"])]
+                preds = bag_predictions(arts, pool, prepared.splits["test"].frame, align)
+                targets = pool.targets(len(arts))
+                row["oof"] = _score(task, targets["pool"], preds["pool"], prepared.labels)
+                sample = prepared.splits["validation"].frame.head(1000)  # a row goes through every fold model
                 started = time.perf_counter()
-                out = art.predict_frame(data.frame)
-                if split == "validation":
-                    row["latency_ms_per_row"] = round(1000 * (time.perf_counter() - started) / len(data.target), 4)
-                preds[split] = _aligned(out, art, prepared.labels, task)
-                outputs = np.log(np.clip(preds[split], 1e-30, None)) if task == "classification" else preds[split]
-                row[split] = compute_metrics(task, data.target, outputs, prepared.labels)[key]
-            row["size_bytes"] = _folder_bytes(art.path)
+                for art in arts:
+                    art.predict_frame(sample)
+                ms = 1000 * (time.perf_counter() - started) / max(len(sample), 1)
+            row["latency_ms_per_row"] = round(ms, 4)
+            for split in ("validation", "test"):
+                if split in preds:
+                    target = targets[split] if pool is not None and split == "validation" else None
+                    target = prepared.splits[split].target if target is None else target
+                    row[split] = _score(task, target, preds[split], prepared.labels)
+            row["size_bytes"] = sum(_folder_bytes(a.path) for a in arts)
         except Exception as exc:  # a candidate that cannot predict is out of the ensemble, with its reason
             row.update(status="failed", reason=f"could not predict: {type(exc).__name__}: {exc}"[:400])
             continue
-        scored.append((row, art, preds))
+        scored.append((row, arts, preds))
     return scored
+
+
+def _single_predictions(art: Any, prepared: Any, align: Any) -> tuple[dict[str, np.ndarray], float]:
+    """One model's predictions on the validation and test rows, and the seconds the validation rows took."""
+    preds: dict[str, np.ndarray] = {}
+    seconds = 0.0
+    for split in ("validation", "test"):
+        data = prepared.splits[split]
+        if len(data.target) == 0:
+            continue
+        started = time.perf_counter()
+        preds[split] = align(art.predict_frame(data.frame), art)
+        if split == "validation":
+            seconds = time.perf_counter() - started
+    return preds, seconds
+
+
+def _score(task: str, target: np.ndarray, pred: np.ndarray, labels: list[str] | None) -> float:
+    from shipyard.evaluation.metrics import compute_metrics
+
+    outputs = np.log(np.clip(pred, 1e-30, None)) if task == "classification" else pred
+    return compute_metrics(task, target, outputs, labels)["accuracy" if task == "classification" else "r2"]
 
 
 def _aligned(out: dict[str, Any], art: Any, labels: list[str] | None, task: str) -> np.ndarray:
@@ -258,12 +325,14 @@ def _aligned(out: dict[str, Any], art: Any, labels: list[str] | None, task: str)
     return np.column_stack([proba[:, index[label]] if label in index else np.zeros(len(proba)) for label in labels])
 
 
-def drop_row_copies(rows: list[dict[str, Any]]) -> None:
-    """Each candidate stored the same rows as the auto run (``splits/``): removed once scored, so personal data
-    lives in one place, which `shipyard data forget` on the auto run reaches."""
+def drop_row_copies(rows: list[dict[str, Any]], pool: Any = None) -> None:
+    """Each candidate stored the same rows as the auto run (``splits/``), and bagging pooled them: removed once
+    scored, so personal data lives in one place, which `shipyard data forget` on the auto run reaches."""
     for row in rows:
         if row.get("run_dir"):
             shutil.rmtree(Path(row["run_dir"]) / "splits", ignore_errors=True)
+    if pool is not None:
+        shutil.rmtree(pool.folder, ignore_errors=True)
 
 
 def budget_status(started: float, budget: float) -> dict[str, float]:

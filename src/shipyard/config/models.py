@@ -170,10 +170,16 @@ class AutoParams(Params):
     candidates: list[dict[str, Any]] | None = None
     ensemble_size: int = Field(default=25, ge=1, le=500)  # rounds of greedy selection (with replacement)
     prefer: Literal["accuracy", "speed"] = "accuracy"  # speed: the single best candidate, no ensemble
+    # tabular data: each candidate is k models, one per fold of the train + validation rows, and the ensemble is
+    # chosen on their out-of-fold predictions (AutoGluon's bagging); 0 (or prefer: speed): one model per
+    # candidate, trained on the train split
+    bag_folds: int = Field(default=5, ge=0, le=20)
 
     @model_validator(mode="after")
     def _budget(self) -> AutoParams:
         self.time_budget = parse_duration(self.time_budget)
+        if self.bag_folds == 1:
+            raise ValueError("bag_folds is 0 (no bagging) or at least 2")
         if self.families is not None and not self.families:
             raise ValueError("families must name at least one model type")
         for name in self.families or []:
