@@ -103,7 +103,7 @@ def export_towers(run: str | Path, *, int8: bool = False, threads: int = 1, k: i
     """Write the towers of a two-tower run (or model folder) and return what ``towers.json`` records."""
     run = Path(run)
     model_dir = run / "model" if (run / "model").is_dir() else run
-    live, meta = load_recommender(model_dir)
+    live, meta = load_recommender(model_dir, towers="torch")  # the reference is torch, whatever was exported
     if meta["model"]["type"] != "two_tower":
         raise ShipyardError(
             f"a {meta['model']['type']} model has no towers to export: its user and item vectors are lookup "
