@@ -32,9 +32,9 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from shipyard.artifact_recommend import INTERACTIONS, is_recommender, load_recommender
+from shipyard.config.serve import ServeSettings
 from shipyard.errors import ShipyardError
 from shipyard.io import PRIVATE_MODE, atomic_write_text
-from shipyard.config.serve import ServeSettings
 from shipyard.serve.batching import BatcherClosed, MicroBatcher
 from shipyard.serve.dependencies import require_scope
 from shipyard.serve.errors import ApiError

@@ -182,17 +182,16 @@ class LiveRecommender:
         fresh: dict[Any, np.ndarray] = {}
         lookup = [k for k, s in todo.items() if self.kind != "two_tower" and s[0].position >= 0 and not s[0].dirty]
         if lookup:
-            fresh.update(zip(lookup, self.model.user_vectors(np.array([todo[k][0].position for k in lookup]))))
+            rows = self.model.user_vectors(np.array([todo[k][0].position for k in lookup]))
+            fresh.update(zip(lookup, rows, strict=True))
         fold = [k for k in todo if k not in fresh]
-        fresh.update(zip(fold, self._fold_many([(todo[k][2], todo[k][0].position) for k in fold])))
+        fresh.update(zip(fold, self._fold_many([(todo[k][2], todo[k][0].position) for k in fold]), strict=True))
         with self._lock:
             for key, vec in fresh.items():
                 state, version = todo[key][0], todo[key][1]
                 if self.users.get(key) is state and state.version == version:
                     self._vectors[key] = vec
-        return {
-            k: (None, []) if s is None else (s[3] if s[3] is not None else fresh[k], s[2]) for k, s in snap.items()
-        }
+        return {k: (None, []) if s is None else (s[3] if s[3] is not None else fresh[k], s[2]) for k, s in snap.items()}
 
     # ------------------------------------------------------------------ answers
     def recommend(
