@@ -23,10 +23,27 @@ from shipyard.models.recommend.factor import BPR
 from shipyard.models.recommend.two_tower import TwoTower
 from shipyard.serve.app import create_app
 
-GENRES = (
-    "unknown|Action|Adventure|Animation|Children's|Comedy|Crime|Documentary|Drama|Fantasy|Film-Noir|Horror|Musical|"
-    "Mystery|Romance|Sci-Fi|Thriller|War|Western"
-).split("|")
+GENRES = [
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+]
 
 
 @pytest.fixture(scope="module")
