@@ -177,3 +177,19 @@ def test_an_event_before_a_request_is_reflected(folders: dict[str, Path], model:
     before, after, answers = asyncio.run(scenario())
     assert max(sizes) > 1 and all(r.status_code == 200 for r in answers)
     assert before[0] not in after and after != before  # the clicked item is seen now, and the vector moved
+
+
+def test_a_lone_client_does_not_wait_for_company(folders: dict[str, Path]) -> None:
+    """Concurrency 1: each request runs at once, however long max_wait_ms is (predict's rule)."""
+    app = create_app(folders, auth=False, max_wait_ms=3000)
+
+    async def one_by_one() -> list[float]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            took = []
+            for q in QUERIES[:6]:
+                t = asyncio.get_running_loop().time()
+                assert (await _ask(client, "tt", q)).status_code == 200
+                took.append(asyncio.get_running_loop().time() - t)
+            return took
+
+    assert max(asyncio.run(one_by_one())) < 2.0  # a wait would take 3 s
