@@ -102,6 +102,7 @@ def http_bench(
     run: Path, users: list[Any], items: list[Any], *, requests: int = 1000, levels: tuple[int, ...] = (1, 64)
 ) -> dict[str, Any]:
     """Batching off and on, each level in ``levels``, on the same request list; ratios on / off."""
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request would load the client
     out: dict[str, Any] = {}
     reqs = _requests(users, items, requests)
     for mode, knobs in MODES.items():

@@ -11,10 +11,14 @@
 - ``POST /v1/models/{name}/versions`` ``{"path": RUN}`` (admin): switch to another recommender run (a retrained
   one), carrying over the events it has not learnt.
 
-Same API keys (predict scope, admin for erasure), error shape and access metrics as predict. An unknown user gets
-the popularity list with ``"fallback": "popularity"``; an unknown item is a 404 naming it. The state lives in
-the process: with several workers each keeps its own (events reach only the worker that received them), so a
-recommender is served with one worker.
+Same API keys (predict scope, admin for erasure), error shape, access metrics and micro-batching (predict's
+``max_batch_size`` / ``max_wait_ms``, its batch metrics, no wait for a lone client) as predict: concurrent
+``/recommend`` requests are answered by one ``recommend_many`` call, each with its own filters and errors; an
+event is applied before its response, so a request sent after it is batched with a state that has it.
+
+An unknown user gets the popularity list with ``"fallback": "popularity"``; an unknown item is a 404 naming it.
+The state lives in the process: with several workers each keeps its own (events reach only the worker that
+received them), so a recommender is served with one worker.
 """
 
 from __future__ import annotations
@@ -115,18 +119,8 @@ class Served:
         _replay(self.live, self.events.path)
 
 
-def recommender_router(
-    name: str, path: str | Path, settings: ServeSettings | None = None, metrics: ServeMetrics | None = None
-) -> APIRouter:
-    """The routes of one recommender; its folder is loaded now (a bad folder fails before the server starts).
-
-    ``/recommend`` requests go through a `MicroBatcher` with predict's knobs (``max_batch_size``,
-    ``max_wait_ms``; 1 turns batching off): concurrent requests become one `LiveRecommender.recommend_many`
-    call (one user-vector lookup / user-tower call, one FAISS search), on the version serving when the batch
-    runs; ``metrics`` gets predict's batch metrics under the recommender's name."""
-    settings = settings or ServeSettings()
-    router = APIRouter(tags=[f"recommender {name}"])
-    router.served = Served(model_folder(path), 1)  # type: ignore[attr-defined]  # applications read it too
+def _batcher(name: str, router: APIRouter, settings: ServeSettings, metrics: ServeMetrics | None) -> MicroBatcher:
+    """The /recommend batcher: each batch is answered by the version serving when it runs."""
 
     def run_batch(queries: list[dict[str, Any]]) -> list[tuple[Served, Any]]:
         served = router.served  # type: ignore[attr-defined]  # one version answers the whole batch
@@ -138,8 +132,23 @@ def recommender_router(
             metrics.batch_requests.labels(name).observe(n_requests)
             metrics.inference.labels(name).observe(seconds)
 
-    batcher = MicroBatcher(run_batch, max_batch_size=settings.max_batch_size, max_wait_ms=settings.max_wait_ms,
-                           on_batch=on_batch, name=f"recommend-{name}")  # fmt: skip
+    return MicroBatcher(run_batch, max_batch_size=settings.max_batch_size, max_wait_ms=settings.max_wait_ms,
+                        on_batch=on_batch, name=f"recommend-{name}")  # fmt: skip
+
+
+def recommender_router(
+    name: str, path: str | Path, settings: ServeSettings | None = None, metrics: ServeMetrics | None = None
+) -> APIRouter:
+    """The routes of one recommender; its folder is loaded now (a bad folder fails before the server starts).
+
+    ``/recommend`` requests go through a `MicroBatcher` with predict's knobs (``max_batch_size``,
+    ``max_wait_ms``; 1 turns batching off): concurrent requests become one `LiveRecommender.recommend_many`
+    call (one user-vector lookup / user-tower call, one FAISS search), on the version serving when the batch
+    runs; ``metrics`` gets predict's batch metrics under the recommender's name."""
+    router = APIRouter(tags=[f"recommender {name}"])
+    router.served = Served(model_folder(path), 1)  # type: ignore[attr-defined]  # applications read it too
+
+    batcher = _batcher(name, router, settings or ServeSettings(), metrics)
     router.batcher = batcher  # type: ignore[attr-defined]  # the server closes it on shutdown
 
     async def answer(req: RecommendRequest) -> dict[str, Any]:

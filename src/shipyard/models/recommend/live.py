@@ -8,6 +8,9 @@ user's history (training events plus events received since). It answers:
   category filters, optional MMR; each item with a reason ("because you liked X": the liked history item most
   similar to it). An unknown user, or a user with no history, gets the popularity list, and the answer says so;
 - ``recommend(recent=[...])``: an anonymous session, its vector folded in from the given items;
+- ``recommend_many([...])``: several requests at once (the server's micro-batches): one trained-vector lookup
+  and one user-tower call for the vectors the batch needs, one FAISS search over them, then each request's own
+  filters, MMR and fallback; a bad request gets its error in its place;
 - ``record_event(user_id, item_id, rating)``: validated (an unknown item is a ShipyardError naming it), appended
   to the history; a duplicate of the latest event is recorded once (``duplicate: true``);
 - ``forget(user_ids)``: the users' histories and served vectors go; they are unknown users from then on.
