@@ -333,7 +333,8 @@ def serve_runs(runs: list[str], requests: int) -> dict[str, Any]:
     """Trained runs (``shipyard train``; a two-tower one with ``shipyard optimize`` towers or not) over HTTP."""
     out = {}
     for run in runs:
-        ids = json.loads((Path(run) / "model" / "ids.json").read_text())
+        model = Path(run) / "model" if (Path(run) / "model").is_dir() else Path(run)  # a model folder: no towers
+        ids = json.loads((model / "ids.json").read_text())
         out[Path(run).name] = http_bench(Path(run), ids["users"], ids["items"], requests=requests)
     return out
 
