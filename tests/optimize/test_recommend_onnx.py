@@ -61,6 +61,7 @@ def test_two_tower_towers_match_torch(tt_run: Path) -> None:
     assert fp32["item_max_abs_diff"] < 1e-4 and fp32["user_max_abs_diff"] < 1e-4 and fp32["top10_agreement"] == 1.0
     assert int8["top10_agreement"] > 0.5 and int8["bytes"]["item_tower"] < fp32["bytes"]["item_tower"]
     assert report["users"] == 30 and isinstance(report["int8_agreement_ok"], bool)
+    assert report["serve"] in ("fp32", "int8") and report["user_tower_ms"]["batch 1"]["fp32"] > 0
     # the user tower's file answers an anonymous session like the served model's fold-in
     live, _ = load_recommender(run / "model")
     hist = np.full((1, 10), -1, np.int64)
