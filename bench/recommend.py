@@ -10,10 +10,13 @@
   items from their training history: the two-tower model (item tower on MiniLM text + genres + year) against
   popularity (which knows nothing of unseen items: arbitrary order) and genre popularity;
 - serving core: one recommendation = fold-in of the user's vector from recent events + FAISS search + filters, in
-  process, at concurrency 1 and 64 (threads) — the HTTP figures come from ``--serve`` (bench/serve_load.py style).
+  process, at concurrency 1 and 64 (threads), then that BPR model over HTTP (below);
+- serve: trained runs (``--runs``) over HTTP, `shipyard serve` with micro-batching off (the baseline) and on, at
+  concurrency 1 and 64, with ratios (bench/recommend_http.py). The two-tower towers in torch / ONNX fp32 / ONNX
+  int8: bench/recommend_onnx.py.
 
     SHIPYARD_DATA_DIR=../shared/data .venv/bin/python bench/recommend.py [--sections explicit,implicit,cold,core]
-        [--folds u1,u2,u3,u4,u5] [--threads 2] [--out bench_recommend.json]
+        [--folds u1,u2,u3,u4,u5] [--threads 2] [--out bench_recommend.json] [--runs RUN,RUN --requests 1000]
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import argparse
 import json
 import logging
 import statistics
+import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -49,6 +53,9 @@ from shipyard.models.recommend.index import ItemIndex
 from shipyard.models.recommend.two_tower import TwoTower, last_histories, sequence_examples
 from shipyard.settings import data_dir
 from shipyard.training.recommend import NegativeSampler, Split, fit_recommender, training_config
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling bench modules
+from recommend_http import http_bench
 
 log = logging.getLogger("bench.recommend")
 MF = {"dim": 64, "reg": 0.1, "lr": 0.005, "epochs": 20, "batch": 1024}
@@ -307,72 +314,28 @@ def core_bench(d: Data, model: BPR | None = None, requests: int = 2000) -> dict[
             "p50_ms": lat[len(lat) // 2], "p99_ms": lat[int(len(lat) * 0.99)], "per_s": requests / wall,
         }  # fmt: skip
         log.info("core concurrency %d: %s", conc, out[f"concurrency {conc}"])
-    out["http"] = http_bench(d, model, requests=min(requests, 1000))
+    out["http"] = http_core(d, model, requests=min(requests, 1000))
     return out
 
 
-def http_bench(d: Data, model: BPR, requests: int) -> dict[str, Any]:
-    """GET /recommend through `shipyard serve`'s app (uvicorn, one worker, auth off) from an httpx client, and
-    the time from POST /events to a recommendation that reflects it."""
-    import asyncio
-    import socket
-    import threading
-
-    import httpx
-    import uvicorn
-
+def http_core(d: Data, model: BPR, requests: int) -> dict[str, Any]:
+    """The core section's BPR model served over HTTP (bench/recommend_http.py: batching off and on)."""
     from shipyard.artifact_recommend import save_recommender
-    from shipyard.serve.app import create_app
 
     folder = Path(tempfile.mkdtemp()) / "model"
     events = d.frame[["user_id", "item_id", "rating", "timestamp"]]
     save_recommender(folder, model=model, kind="bpr", params={"dim": BPR_CFG["dim"]},
                      user_ids=d.users.to_list(), item_ids=d.items.to_list(), interactions=events)  # fmt: skip
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    # no per-key rate limit: this measures latency, and 64 concurrent clients exceed the default 100 requests/s
-    app = create_app({"m": folder}, auth=False, rate_limit_per_s=0)
-    server = uvicorn.Server(uvicorn.Config(app, port=port, log_config=None))
-    threading.Thread(target=server.run, daemon=True).start()
-    while not server.started:
-        time.sleep(0.05)
-    url = f"http://127.0.0.1:{port}/v1/models/m/recommend"
-    users = d.users.to_list()
+    return http_bench(folder, d.users.to_list(), d.items.to_list(), requests=requests)
 
-    async def run(conc: int) -> dict[str, float]:
-        lat: list[float] = []
-        async with httpx.AsyncClient(timeout=30) as client:
-            sem = asyncio.Semaphore(conc)
 
-            async def one(n: int) -> None:
-                async with sem:
-                    t = time.perf_counter()
-                    r = await client.get(url, params={"user_id": users[n % len(users)], "k": 10})
-                    r.raise_for_status()
-                    lat.append((time.perf_counter() - t) * 1000)
-
-            t0 = time.perf_counter()
-            await asyncio.gather(*(one(n) for n in range(requests)))
-            wall = time.perf_counter() - t0
-        lat.sort()
-        return {"p50_ms": lat[len(lat) // 2], "p99_ms": lat[int(len(lat) * 0.99)], "per_s": requests / wall}
-
-    out: dict[str, Any] = {f"concurrency {c}": asyncio.run(run(c)) for c in (1, 64)}
-    with httpx.Client(timeout=30) as client:  # event -> next recommendation reflects it
-        lags = []
-        for n in range(50):
-            user = users[n]
-            first = client.get(url, params={"user_id": user, "k": 10}).json()["items"][0]["item_id"]
-            t = time.perf_counter()
-            client.post(url.replace("/recommend", "/events"), json={"user_id": user, "item_id": first})
-            again = client.get(url, params={"user_id": user, "k": 10}).json()["items"]
-            lags.append((time.perf_counter() - t) * 1000)
-            assert first not in [it["item_id"] for it in again]
-        lags.sort()
-        out["event_to_updated_recommendation_ms"] = {"p50": lags[len(lags) // 2], "max": lags[-1]}
-    server.should_exit = True
-    log.info("http: %s", out)
+def serve_runs(runs: list[str], requests: int) -> dict[str, Any]:
+    """Trained runs (``shipyard train``; a two-tower one with ``shipyard optimize`` towers or not) over HTTP."""
+    out = {}
+    for run in runs:
+        model = Path(run) / "model" if (Path(run) / "model").is_dir() else Path(run)  # a model folder: no towers
+        ids = json.loads((model / "ids.json").read_text())
+        out[Path(run).name] = http_bench(Path(run), ids["users"], ids["items"], requests=requests)
     return out
 
 
@@ -382,6 +345,8 @@ def main() -> None:
     parser.add_argument("--folds", default="u1,u2,u3,u4,u5")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="bench_recommend.json")
+    parser.add_argument("--runs", default="", help="serve section: trained run folders, comma-separated")
+    parser.add_argument("--requests", type=int, default=1000, help="serve section: requests per level and mode")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
@@ -401,6 +366,8 @@ def main() -> None:
             results["cold"] = cold_bench(d)
         if "core" in sections:
             results["core"] = core_bench(d, results.get("implicit", {}).pop("_bpr_model", None))
+    if "serve" in sections:
+        results["serve"] = serve_runs([r for r in args.runs.split(",") if r], args.requests)
     results.get("implicit", {}).pop("_bpr_model", None)
     Path(args.out).write_text(json.dumps(results, indent=2, default=float))
     print(json.dumps(results, indent=2, default=float))

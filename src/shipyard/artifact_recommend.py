@@ -32,6 +32,7 @@ from shipyard.io import atomic_save_safetensors, atomic_write_bytes, atomic_writ
 from shipyard.models.recommend.factor import BPR, BiasedMF
 from shipyard.models.recommend.index import ItemIndex
 from shipyard.models.recommend.live import Event, LiveRecommender
+from shipyard.models.recommend.towers import Choice, sample_histories, serving_user_tower
 from shipyard.models.recommend.two_tower import TwoTower
 
 TASK = "recommendation"
@@ -105,8 +106,12 @@ def _build(kind: str, params: dict[str, Any], state: dict[str, torch.Tensor], n_
     return model.eval()
 
 
-def load_recommender(folder: str | Path, *, allow_incomplete: bool = False) -> tuple[LiveRecommender, dict[str, Any]]:
-    """The live recommender of a model folder, and its ``shipyard.json``."""
+def load_recommender(
+    folder: str | Path, *, allow_incomplete: bool = False, towers: Choice = "auto"
+) -> tuple[LiveRecommender, dict[str, Any]]:
+    """The live recommender of a model folder, and its ``shipyard.json``. A two-tower run's user tower is the
+    ONNX file `shipyard optimize` exported when there is one (``towers``: auto, torch, fp32, int8; see
+    `shipyard.models.recommend.towers`)."""
     folder = Path(folder)
     if (folder / "model").is_dir():
         folder = folder / "model"
@@ -124,14 +129,20 @@ def load_recommender(folder: str | Path, *, allow_incomplete: bool = False) -> t
     model = _build(kind, params, load_file(str(folder / "model.safetensors")), len(ids["users"]), len(ids["items"]))
     index = ItemIndex.from_bytes((folder / "items.faiss").read_bytes(), model.item_vectors())
     events = pd.read_parquet(folder / INTERACTIONS)
+    histories = histories_from(events, ids["items"])
+    user_tower = None
+    if kind == "two_tower":
+        sample = sample_histories([[e.item for e in h] for h in histories.values()], model.history)
+        user_tower = serving_user_tower(model, folder, sample, towers)
     live = LiveRecommender(
         model,
         kind,
         user_ids=ids["users"],
         item_ids=ids["items"],
-        histories=histories_from(events, ids["items"]),
+        histories=histories,
         item_meta=json.loads((folder / "items.json").read_text()) if (folder / "items.json").is_file() else {},
         index=index,
+        user_tower=user_tower,
     )
     return live, meta
 

@@ -9,15 +9,17 @@
   user positions (-1: anonymous) -> (N, dim) unit user vectors; the catalogue's item vectors and the users'
   feature rows are constants of the graph;
 - ``*.int8.onnx`` (``int8``): dynamic int8 quantisation of the same graphs (weights per channel);
-- ``towers.json``: for each file, the largest absolute difference from torch over every item / every user with a
-  history, and the top-k agreement of the recommendations built from its vectors (the overlap of each user's
-  top-k list, seen items excluded, with torch's), plus the file sizes.
+- ``towers.json``: ``serve`` (the user tower serving uses: fp32 or int8); for each file, the largest absolute
+  difference from torch over every item / every user with a history, and the top-k agreement of the
+  recommendations built from its vectors (the overlap of each user's top-k list, seen items excluded, with
+  torch's), plus the file sizes.
 
 A file whose fp32 vectors differ from torch's by more than ``TOLERANCE`` is refused (removed, an error); an int8
-file is kept with its measured agreement, and ``int8_agreement_ok`` says whether it met ``INT8_MIN_AGREEMENT``
-(whether it is also faster is measured by ``bench/recommend_onnx.py``, not here). MF and
-BPR have no towers to run (their vectors are lookup tables, already in the FAISS index): refused with that reason.
-Serving still computes the towers in torch; these files are for deployments that run ONNX Runtime.
+file is kept with its measured agreement, and ``int8_agreement_ok`` says whether it met ``INT8_MIN_AGREEMENT``.
+``serve`` names the user tower serving runs (`shipyard.models.recommend.towers`): int8 only when it met the
+agreement and its user tower was measured here at least 10 % faster than fp32 at serving's batch sizes (1 and 64;
+``user_tower_ms``), else fp32. bench/recommend_onnx.py measures all of it against torch. MF and BPR have no
+towers to run (their vectors are lookup tables, already in the FAISS index): refused with that reason.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -46,6 +49,9 @@ log = logging.getLogger(__name__)
 TOLERANCE = 1e-4  # unit vectors: fp32 graph against torch
 INT8_MIN_AGREEMENT = 0.9  # top-k overlap below this and int8 does not pay, whatever its speed or size
 OPSET = 17
+INT8_MIN_SPEEDUP = 0.9  # int8 is served only if its user tower takes at most 90 % of fp32's time at every batch
+SERVING_BATCHES = (1, 64)
+TIMING_CALLS = 200
 
 
 class ItemTower(nn.Module):
@@ -99,11 +105,29 @@ def _run(path: Path, inputs: dict[str, np.ndarray], threads: int) -> np.ndarray:
     return np.asarray(session.run(None, {i.name: inputs[i.name] for i in session.get_inputs()})[0])
 
 
+def _user_tower_ms(variants: dict[str, Any], inputs: dict[str, np.ndarray], threads: int) -> dict[str, Any]:
+    """Median ms of one user-tower call per variant at serving's batch sizes (1: a session or a fold-in; 64: a
+    full micro-batch), the variants interleaved so that load from other processes falls on both alike."""
+    sessions = {v: ort_session(paths["user_tower"], threads) for v, paths in variants.items()}
+    out: dict[str, Any] = {}
+    for batch in SERVING_BATCHES:
+        feed = {name: x[:batch] for name, x in inputs.items()}
+        times: dict[str, list[float]] = {v: [] for v in sessions}
+        for _ in range(TIMING_CALLS):
+            for v, session in sessions.items():
+                names = [i.name for i in session.get_inputs()]
+                t = time.perf_counter()
+                session.run(None, {n: feed[n] for n in names})
+                times[v].append((time.perf_counter() - t) * 1000)
+        out[f"batch {batch}"] = {v: float(np.median(t)) for v, t in times.items()}
+    return out
+
+
 def export_towers(run: str | Path, *, int8: bool = False, threads: int = 1, k: int = 10) -> dict[str, Any]:
     """Write the towers of a two-tower run (or model folder) and return what ``towers.json`` records."""
     run = Path(run)
     model_dir = run / "model" if (run / "model").is_dir() else run
-    live, meta = load_recommender(model_dir)
+    live, meta = load_recommender(model_dir, towers="torch")  # the reference is torch, whatever was exported
     if meta["model"]["type"] != "two_tower":
         raise ShipyardError(
             f"a {meta['model']['type']} model has no towers to export: its user and item vectors are lookup "
@@ -161,8 +185,12 @@ def export_towers(run: str | Path, *, int8: bool = False, threads: int = 1, k: i
             for p in paths.values():
                 p.unlink(missing_ok=True)
             raise ShipyardError(f"the ONNX towers differ from torch by {worst:.2e} (> {TOLERANCE})", where=str(out_dir))
+    report["serve"] = "fp32"
     if int8:
         report["int8_agreement_ok"] = report["files"]["int8"][f"top{k}_agreement"] >= INT8_MIN_AGREEMENT
+        report["user_tower_ms"] = _user_tower_ms(variants, user_inputs, threads)
+        faster = all(t["int8"] <= INT8_MIN_SPEEDUP * t["fp32"] for t in report["user_tower_ms"].values())
+        report["serve"] = "int8" if report["int8_agreement_ok"] and faster else "fp32"
     atomic_write_json(out_dir / "towers.json", report)
     log.info("exported the towers to %s: %s", out_dir, report["files"])
     return report

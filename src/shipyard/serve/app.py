@@ -111,6 +111,8 @@ def _lifespan(state: ServeState) -> Any:
             for slot in state.slots.values():
                 if slot.batcher is not None:
                     await slot.batcher.close(timeout=5.0)
+            for batcher in state.extra_batchers:
+                await batcher.close(timeout=5.0)
 
     return lifespan
 
@@ -158,10 +160,12 @@ def create_app(
     settings = ServeSettings.parse({**base, **overrides}) if overrides or settings is None else settings
     # recommenders (task: recommendation) answer /recommend and /events instead of /predict (serve/recommend.py)
     models, recommenders = split_recommenders(dict(models))
-    recommender_routes = recommender_mounts(recommenders)
-    slots = _slots(models, apps=bool(extra_routers) or bool(recommender_routes))
+    slots = _slots(models, apps=bool(extra_routers) or bool(recommenders))
     key_store, audit = _key_store_and_audit(settings, key_store)
     state = ServeState(slots, settings, key_store, audit)
+    # with predict's batching knobs and metrics; their batchers stop with the server
+    recommender_routes = recommender_mounts(recommenders, settings, state.metrics)
+    state.extra_batchers = [r.batcher for _, r in recommender_routes]  # type: ignore[attr-defined]
 
     app = FastAPI(
         title="shipyard model service",

@@ -112,9 +112,12 @@ class MicroBatcher:
 
     # ------------------------------------------------------------------ worker
     def _ensure_worker(self) -> None:
-        if self._worker is None or self._worker.done():
+        loop = asyncio.get_running_loop()
+        # a worker of another (finished) event loop never runs again: e.g. a router called from a TestClient
+        # without its lifespan, where each request has a loop of its own
+        if self._worker is None or self._worker.done() or self._worker.get_loop() is not loop:
             self._wakeup = asyncio.Event()
-            self._worker = asyncio.get_running_loop().create_task(self._run(), name=f"batcher-{self.name}")
+            self._worker = loop.create_task(self._run(), name=f"batcher-{self.name}")
 
     async def _run(self) -> None:
         assert self._wakeup is not None

@@ -11,10 +11,14 @@
 - ``POST /v1/models/{name}/versions`` ``{"path": RUN}`` (admin): switch to another recommender run (a retrained
   one), carrying over the events it has not learnt.
 
-Same API keys (predict scope, admin for erasure), error shape and access metrics as predict. An unknown user gets
-the popularity list with ``"fallback": "popularity"``; an unknown item is a 404 naming it. The state lives in
-the process: with several workers each keeps its own (events reach only the worker that received them), so a
-recommender is served with one worker.
+Same API keys (predict scope, admin for erasure), error shape, access metrics and micro-batching (predict's
+``max_batch_size`` / ``max_wait_ms``, its batch metrics, no wait for a lone client) as predict: concurrent
+``/recommend`` requests are answered by one ``recommend_many`` call, each with its own filters and errors; an
+event is applied before its response, so a request sent after it is batched with a state that has it.
+
+An unknown user gets the popularity list with ``"fallback": "popularity"``; an unknown item is a 404 naming it.
+The state lives in the process: with several workers each keeps its own (events reach only the worker that
+received them), so a recommender is served with one worker.
 """
 
 from __future__ import annotations
@@ -32,10 +36,13 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from shipyard.artifact_recommend import INTERACTIONS, is_recommender, load_recommender
+from shipyard.config.serve import ServeSettings
 from shipyard.errors import ShipyardError
 from shipyard.io import PRIVATE_MODE, atomic_write_text
+from shipyard.serve.batching import BatcherClosed, MicroBatcher
 from shipyard.serve.dependencies import require_scope
 from shipyard.serve.errors import ApiError
+from shipyard.serve.metrics import ServeMetrics
 from shipyard.serve.schemas import VersionRequest
 
 log = logging.getLogger(__name__)
@@ -112,37 +119,67 @@ class Served:
         _replay(self.live, self.events.path)
 
 
-def recommender_router(name: str, path: str | Path) -> APIRouter:
-    """The routes of one recommender; its folder is loaded now (a bad folder fails before the server starts)."""
+def _batcher(name: str, router: APIRouter, settings: ServeSettings, metrics: ServeMetrics | None) -> MicroBatcher:
+    """The /recommend batcher: each batch is answered by the version serving when it runs."""
+
+    def run_batch(queries: list[dict[str, Any]]) -> list[tuple[Served, Any]]:
+        served = router.served  # type: ignore[attr-defined]  # one version answers the whole batch
+        return [(served, out) for out in served.live.recommend_many(queries)]
+
+    def on_batch(n_instances: int, n_requests: int, seconds: float) -> None:
+        if metrics is not None:
+            metrics.batch_size.labels(name).observe(n_instances)
+            metrics.batch_requests.labels(name).observe(n_requests)
+            metrics.inference.labels(name).observe(seconds)
+
+    return MicroBatcher(run_batch, max_batch_size=settings.max_batch_size, max_wait_ms=settings.max_wait_ms,
+                        on_batch=on_batch, name=f"recommend-{name}")  # fmt: skip
+
+
+def recommender_router(
+    name: str, path: str | Path, settings: ServeSettings | None = None, metrics: ServeMetrics | None = None
+) -> APIRouter:
+    """The routes of one recommender; its folder is loaded now (a bad folder fails before the server starts).
+
+    ``/recommend`` requests go through a `MicroBatcher` with predict's knobs (``max_batch_size``,
+    ``max_wait_ms``; 1 turns batching off): concurrent requests become one `LiveRecommender.recommend_many`
+    call (one user-vector lookup / user-tower call, one FAISS search), on the version serving when the batch
+    runs; ``metrics`` gets predict's batch metrics under the recommender's name."""
     router = APIRouter(tags=[f"recommender {name}"])
     router.served = Served(model_folder(path), 1)  # type: ignore[attr-defined]  # applications read it too
 
-    def answer(req: RecommendRequest) -> dict[str, Any]:
+    batcher = _batcher(name, router, settings or ServeSettings(), metrics)
+    router.batcher = batcher  # type: ignore[attr-defined]  # the server closes it on shutdown
+
+    async def answer(req: RecommendRequest) -> dict[str, Any]:
         if req.user_id is None and req.recent is None:
             raise ApiError(422, "validation_error", "give user_id or recent (item ids)", field="user_id")
-        served = router.served  # type: ignore[attr-defined]
         try:
-            out = served.live.recommend(
-                user_id=req.user_id, recent=req.recent, k=req.k, exclude_seen=req.exclude_seen,
-                category=req.category, mmr=req.mmr,
-            )  # fmt: skip
-        except ShipyardError as exc:
-            raise _api_error(exc) from None
+            served, out = (await batcher.submit([req.model_dump()]))[0]
+        except BatcherClosed:
+            raise ApiError(503, "unavailable", f"recommender {name!r} is shutting down",
+                           headers={"Retry-After": "1"}) from None  # fmt: skip
+        if isinstance(out, ShipyardError):
+            raise _api_error(out)
+        if metrics is not None:
+            metrics.instances.labels(name).inc()
         return {"model": name, "version": served.version, "created": served.meta.get("created"), **out}
 
     @router.get("/recommend")
-    def recommend_get(
+    async def recommend_get(
         user_id: str = Query(..., max_length=200),
         k: int = Query(10, ge=1, le=1000),
         category: str | None = Query(None, max_length=200),
         mmr: float | None = Query(None, ge=0, le=1),
         exclude_seen: bool = True,
     ) -> dict[str, Any]:
-        return answer(RecommendRequest(user_id=user_id, k=k, category=category, mmr=mmr, exclude_seen=exclude_seen))
+        return await answer(
+            RecommendRequest(user_id=user_id, k=k, category=category, mmr=mmr, exclude_seen=exclude_seen)
+        )
 
     @router.post("/recommend")
-    def recommend_post(req: RecommendRequest) -> dict[str, Any]:
-        return answer(req)
+    async def recommend_post(req: RecommendRequest) -> dict[str, Any]:
+        return await answer(req)
 
     @router.post("/events")
     def record(req: EventRequest) -> dict[str, Any]:
@@ -257,5 +294,8 @@ def recommender_warning(name: str, path: str | Path, *, strict: bool) -> str | N
     return message
 
 
-def recommender_mounts(recommenders: dict[str, Any]) -> list[tuple[str, APIRouter]]:
-    return [(f"/v1/models/{name}", recommender_router(name, path)) for name, path in recommenders.items()]
+def recommender_mounts(
+    recommenders: dict[str, Any], settings: ServeSettings | None = None, metrics: ServeMetrics | None = None
+) -> list[tuple[str, APIRouter]]:
+    return [(f"/v1/models/{name}", recommender_router(name, path, settings, metrics))
+            for name, path in recommenders.items()]  # fmt: skip

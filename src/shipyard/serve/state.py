@@ -61,6 +61,7 @@ class ServeState:
         self.loading_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self.loop: Any = None  # the continuous-learning part (serve/loop.py ServeLoop), set by create_app
+        self.extra_batchers: list[MicroBatcher] = []  # the recommenders' (serve/recommend.py), set by create_app
 
     # ------------------------------------------------------------ readiness and shutdown
     @property

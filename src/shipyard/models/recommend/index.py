@@ -10,7 +10,8 @@ tens of thousands of items search in well under a millisecond; ``save``/``load``
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,29 @@ def _faiss():
             "the recommender's candidate index needs faiss", where="faiss-cpu", hint="pip install faiss-cpu"
         ) from None
     return faiss
+
+
+@dataclass
+class Ask:
+    """One query's wishes: ``k`` items, none of ``exclude``, only ``allowed`` ones (a boolean mask), MMR."""
+
+    k: int
+    exclude: Collection[int] = ()
+    allowed: np.ndarray | None = None
+    mmr: float | None = None
+    pool: int | None = None
+    excluded: set[int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.excluded = {int(i) for i in self.exclude}
+
+    @property
+    def want(self) -> int:  # MMR re-ranks a pool larger than k
+        return max(self.k, self.pool or (4 * self.k if self.mmr is not None else self.k))
+
+    def keep(self, ids: np.ndarray, scores: np.ndarray) -> list[tuple[int, float]]:
+        kept = [(int(i), float(s)) for i, s in zip(ids, scores, strict=True) if i >= 0 and int(i) not in self.excluded]
+        return kept if self.allowed is None else [(i, s) for i, s in kept if self.allowed[i]]
 
 
 class ItemIndex:
@@ -59,23 +83,33 @@ class ItemIndex:
         pool: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(items, scores) best first; ``allowed`` is a boolean mask over items (the category filter)."""
-        want = max(k, pool or (4 * k if mmr is not None else k))
-        size = min(self.n_items, want + len(exclude) + 16)
-        excl = set(int(i) for i in exclude)
-        while True:
-            scores, ids = self.search(user_vector, size)
-            keep = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0 and int(i) not in excl]
-            if allowed is not None:
-                keep = [(i, s) for i, s in keep if allowed[i]]
-            if len(keep) >= want or size >= self.n_items:
-                break
-            size = min(self.n_items, size * 4)
-        items = np.array([i for i, _ in keep[:want]], dtype=np.int64)
-        rel = np.array([s for _, s in keep[:want]], dtype=np.float32)
-        if mmr is not None and len(items) > 1:
-            order = mmr_rerank(rel, self.unit[items], k, lam=mmr)
+        return self.recommend_many(np.atleast_2d(user_vector), [Ask(k, exclude, allowed, mmr, pool)])[0]
+
+    def recommend_many(self, vectors: np.ndarray, asks: Sequence[Ask]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """One answer per row of ``vectors``, from one FAISS search over them all (FAISS spreads the queries over
+        its threads and uses one matrix product for many); a query whose filters leave fewer than it needs among
+        the shared candidates searches again alone with a growing pool."""
+        if len(asks) == 0:
+            return []
+        sizes = [min(self.n_items, a.want + len(a.excluded) + 16) for a in asks]
+        scores, ids = self.search(vectors, max(sizes))
+        out = []
+        for row, (ask, size) in enumerate(zip(asks, sizes, strict=True)):
+            keep = ask.keep(ids[row, :size], scores[row, :size])
+            while len(keep) < ask.want and size < self.n_items:  # the filters left too few: a bigger pool
+                size = min(self.n_items, size * 4)
+                s, i = self.search(vectors[row], size)
+                keep = ask.keep(i[0], s[0])
+            out.append(self._finish(ask, keep))
+        return out
+
+    def _finish(self, ask: Ask, keep: list[tuple[int, float]]) -> tuple[np.ndarray, np.ndarray]:
+        items = np.array([i for i, _ in keep[: ask.want]], dtype=np.int64)
+        rel = np.array([s for _, s in keep[: ask.want]], dtype=np.float32)
+        if ask.mmr is not None and len(items) > 1:
+            order = mmr_rerank(rel, self.unit[items], ask.k, lam=ask.mmr)
             return items[order], rel[order]
-        return items[:k], rel[:k]
+        return items[: ask.k], rel[: ask.k]
 
     def to_bytes(self) -> bytes:
         """The index in FAISS's own format, for an atomic write (`shipyard.io.atomic_write_bytes`)."""

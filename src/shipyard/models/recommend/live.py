@@ -8,6 +8,9 @@ user's history (training events plus events received since). It answers:
   category filters, optional MMR; each item with a reason ("because you liked X": the liked history item most
   similar to it). An unknown user, or a user with no history, gets the popularity list, and the answer says so;
 - ``recommend(recent=[...])``: an anonymous session, its vector folded in from the given items;
+- ``recommend_many([...])``: several requests at once (the server's micro-batches): one trained-vector lookup
+  and one user-tower call for the vectors the batch needs, one FAISS search over them, then each request's own
+  filters, MMR and fallback; a bad request gets its error in its place;
 - ``record_event(user_id, item_id, rating)``: validated (an unknown item is a ShipyardError naming it), appended
   to the history; a duplicate of the latest event is recorded once (``duplicate: true``);
 - ``forget(user_ids)``: the users' histories and served vectors go; they are unknown users from then on.
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +30,9 @@ import numpy as np
 
 from shipyard.errors import ShipyardError
 from shipyard.models.recommend.foldin import fold_in_explicit
-from shipyard.models.recommend.index import ItemIndex
+from shipyard.models.recommend.index import Ask, ItemIndex
+from shipyard.models.recommend.towers import TorchUserTower
+from shipyard.models.recommend.two_tower import PAD
 
 LIKED = 4.0  # ratings at or above this are "liked" (reasons); implicit events have rating 1 and count as liked
 
@@ -44,6 +49,24 @@ class UserState:
     events: list[Event] = field(default_factory=list)
     position: int = -1  # the user's row in the trained model (-1: a user the model never saw)
     dirty: bool = False  # new events since training: the served vector is a fold-in
+    version: int = 0  # bumped by every event: a vector computed from an older snapshot is not cached
+
+
+@dataclass
+class _Plan:
+    """One recommendation request on its way through a batch."""
+
+    user_id: Any
+    recent: Sequence[Any] | None
+    k: int
+    exclude_seen: bool
+    mmr: float | None
+    allowed: np.ndarray | None = None
+    key: Any = None
+    history: list[Event] = field(default_factory=list)
+    vector: np.ndarray | None = None
+    items: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
 
 
 class LiveRecommender:
@@ -59,8 +82,12 @@ class LiveRecommender:
         index: ItemIndex | None = None,
         popularity: np.ndarray | None = None,
         history_limit: int = 10_000,
+        user_tower: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
     ) -> None:
         self.model, self.kind = model, kind
+        # two-tower: (hist, uidx) -> user vectors; torch by default, the exported ONNX graph when load_recommender
+        # finds one (models/recommend/towers.py)
+        self.user_tower = user_tower or (TorchUserTower(model) if kind == "two_tower" else None)
         self.item_ids = list(item_ids)
         self.item_pos = {self._key(v): i for i, v in enumerate(self.item_ids)}
         self.item_meta = item_meta or {}
@@ -116,7 +143,7 @@ class LiveRecommender:
     def _fold(self, events: Sequence[Event], user_pos: int = -1) -> np.ndarray:
         items = np.array([e.item for e in events[-self.history_limit :]], dtype=np.int64)
         if self.kind == "two_tower":
-            return self.model.fold_in(items, user_pos)
+            return self._fold_many([(list(events), user_pos)])[0]
         if self.kind == "mf":
             ratings = np.array([e.rating for e in events[-self.history_limit :]], dtype=np.float64)
             q = self.index.vectors[:, :-1]
@@ -126,25 +153,48 @@ class LiveRecommender:
             return np.concatenate([p, [1.0]]).astype(np.float32)
         return self.model.fold_in(items, gram=self._gram)
 
+    def _fold_many(self, jobs: Sequence[tuple[Sequence[Event], int]]) -> list[np.ndarray]:
+        """Vectors of several users from (events, trained row or -1): one user-tower call for all of them for a
+        two-tower model; a closed-form solve each for MF and BPR (their fold-ins are small linear systems)."""
+        if not jobs:
+            return []
+        if self.kind != "two_tower":
+            return [self._fold(events, pos) for events, pos in jobs]
+        width = self.model.history
+        hist = np.full((len(jobs), width), PAD, dtype=np.int64)
+        for row, (events, _) in enumerate(jobs):
+            recent = [e.item for e in events[-width:]]
+            if recent:
+                hist[row, -len(recent) :] = recent
+        return list(self.user_tower(hist, np.array([pos for _, pos in jobs], dtype=np.int64)))
+
     def user_vector(self, key: Any) -> np.ndarray | None:
+        return self._user_vectors([key])[key][0]
+
+    def _user_vectors(self, keys: Sequence[Any]) -> dict[Any, tuple[np.ndarray | None, list[Event]]]:
+        """Each user's (served vector or None when they have no history, history), read in one snapshot and
+        computed together: trained rows in one lookup, fold-ins in one user-tower call. A vector is cached only
+        if the user had no event (and was not forgotten) meanwhile, so an event is never hidden by a stale one."""
+        snap: dict[Any, tuple[UserState, int, list[Event], np.ndarray | None] | None] = {}
         with self._lock:
-            state = self.users.get(key)
-            if state is None or not state.events:
-                return None
-            cached = self._vectors.get(key)
-            if cached is not None:
-                return cached
-            events, pos, dirty = list(state.events), state.position, state.dirty
-        if self.kind == "two_tower":
-            vec = self.model.fold_in(np.array([e.item for e in events], dtype=np.int64), pos)
-        elif pos >= 0 and not dirty:
-            vec = self.model.user_vectors(np.array([pos]))[0]
-        else:
-            vec = self._fold(events, pos)
+            for key in keys:
+                state = self.users.get(key)
+                ok = state is not None and state.events
+                snap[key] = (state, state.version, list(state.events), self._vectors.get(key)) if ok else None  # type: ignore[union-attr]
+        todo = {k: s for k, s in snap.items() if s is not None and s[3] is None}
+        fresh: dict[Any, np.ndarray] = {}
+        lookup = [k for k, s in todo.items() if self.kind != "two_tower" and s[0].position >= 0 and not s[0].dirty]
+        if lookup:
+            rows = self.model.user_vectors(np.array([todo[k][0].position for k in lookup]))
+            fresh.update(zip(lookup, rows, strict=True))
+        fold = [k for k in todo if k not in fresh]
+        fresh.update(zip(fold, self._fold_many([(todo[k][2], todo[k][0].position) for k in fold]), strict=True))
         with self._lock:
-            if key in self.users:  # not forgotten meanwhile
-                self._vectors[key] = vec
-        return vec
+            for key, vec in fresh.items():
+                state, version = todo[key][0], todo[key][1]
+                if self.users.get(key) is state and state.version == version:
+                    self._vectors[key] = vec
+        return {k: (None, []) if s is None else (s[3] if s[3] is not None else fresh[k], s[2]) for k, s in snap.items()}
 
     # ------------------------------------------------------------------ answers
     def recommend(
@@ -157,31 +207,73 @@ class LiveRecommender:
         category: str | None = None,
         mmr: float | None = None,
     ) -> dict[str, Any]:
+        query = {"user_id": user_id, "recent": recent, "k": k, "exclude_seen": exclude_seen, "category": category,
+                 "mmr": mmr}  # fmt: skip
+        out = self.recommend_many([query])[0]
+        if isinstance(out, ShipyardError):
+            raise out
+        return out
+
+    def recommend_many(self, queries: Sequence[Mapping[str, Any]]) -> list[dict[str, Any] | ShipyardError]:
+        """The answers to several requests (``recommend``'s keyword arguments each) computed together: one
+        user-vector lookup / user-tower call and one FAISS search over the batch, each request's own filters, MMR
+        and fallback applied to its own slice. A request that is wrong (unknown item or category, bad k) gets its
+        ShipyardError in its place and does not affect the others."""
+        plans: list[_Plan | ShipyardError] = []
+        for query in queries:
+            try:
+                plans.append(self._plan(**query))
+            except ShipyardError as exc:
+                plans.append(exc)
+        ok = [p for p in plans if isinstance(p, _Plan)]
+        users = self._user_vectors([p.key for p in ok if p.recent is None])
+        sessions = [p for p in ok if p.recent is not None and p.history]
+        for p, vec in zip(sessions, self._fold_many([(p.history, -1) for p in sessions]), strict=True):
+            p.vector = vec
+        for p in ok:
+            if p.recent is None:
+                p.vector, p.history = users[p.key]
+        found = [p for p in ok if p.vector is not None]
+        asks = [Ask(p.k, {e.item for e in p.history} if p.exclude_seen else (), p.allowed, p.mmr) for p in found]
+        if found:
+            answers = self.index.recommend_many(np.stack([p.vector for p in found]), asks)  # type: ignore[misc]
+            for p, (items, scores) in zip(found, answers, strict=True):
+                p.items, p.scores = items, scores
+        return [p if isinstance(p, ShipyardError) else self._answer(p) for p in plans]
+
+    def _plan(
+        self,
+        *,
+        user_id: Any = None,
+        recent: Sequence[Any] | None = None,
+        k: int = 10,
+        exclude_seen: bool = True,
+        category: str | None = None,
+        mmr: float | None = None,
+    ) -> _Plan:
         if k < 1:
             raise ShipyardError(f"k must be at least 1, got {k}", where="k")
-        allowed = self._allowed(category)
-        out: dict[str, Any] = {"k": k, "fallback": None}
+        if mmr is not None and not 0.0 <= mmr <= 1.0:
+            raise ShipyardError(f"mmr lambda {mmr} is not in [0, 1]", where="mmr")
+        plan = _Plan(user_id=user_id, recent=recent, k=k, exclude_seen=exclude_seen, mmr=mmr)
+        plan.allowed = self._allowed(category)
         if recent is not None:
-            events = [Event(self.item_position(r, where=f"recent[{n}]"), 1.0, 0) for n, r in enumerate(recent)]
-            vec, history, out["user_id"] = (self._fold(events) if events else None), events, None
+            plan.history = [Event(self.item_position(r, where=f"recent[{n}]"), 1.0, 0) for n, r in enumerate(recent)]
         else:
-            key = self._key(user_id)
-            out["user_id"] = user_id
-            vec = self.user_vector(key)
-            with self._lock:
-                state = self.users.get(key)
-                history = list(state.events) if state else []
-        seen = {e.item for e in history} if exclude_seen else set()
-        if vec is None:
+            plan.key = self._key(user_id)
+        return plan
+
+    def _answer(self, p: _Plan) -> dict[str, Any]:
+        out: dict[str, Any] = {"k": p.k, "fallback": None, "user_id": p.user_id if p.recent is None else None}
+        if p.vector is None:
+            seen = {e.item for e in p.history} if p.exclude_seen else set()
             out["fallback"] = "popularity"
-            out["reason_fallback"] = "unknown user" if recent is None and not history else "no history"
-            items = self._popular(k, seen, allowed)
-            scores = self.popularity[items]
-        else:
-            items, scores = self.index.recommend(vec, k, exclude=seen, allowed=allowed, mmr=mmr)
+            out["reason_fallback"] = "unknown user" if p.recent is None and not p.history else "no history"
+            p.items = self._popular(p.k, seen, p.allowed)
+            p.scores = self.popularity[p.items]
         out["items"] = [
-            {**self.item_info(int(i)), "score": float(s), **self._reason(int(i), history)}
-            for i, s in zip(items, scores, strict=True)
+            {**self.item_info(int(i)), "score": float(s), **self._reason(int(i), p.history)}
+            for i, s in zip(p.items, p.scores, strict=True)
         ]
         return out
 
@@ -226,6 +318,7 @@ class LiveRecommender:
                 if len(state.events) > self.history_limit:
                     del state.events[: len(state.events) - self.history_limit]
                 state.dirty = True
+                state.version += 1
                 self._vectors.pop(key, None)
         return {"user_id": user_id, "item_id": self.item_ids[pos], "recorded": not duplicate, "duplicate": duplicate}
 
