@@ -35,8 +35,10 @@ active - random (same seed, same pool) with its 95 % t-interval.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import logging
+import re
 import sys
 import tempfile
 import time
@@ -81,6 +83,10 @@ def summarize(per_seed: list[dict[str, Any]], ns: list[int], arms: tuple[str, ..
             if arm != "random" and key in per_seed[0] and f"random-{n}" in per_seed[0]:
                 diff = [r[key]["new"] - r[f"random-{n}"]["new"] for r in per_seed]
                 out[f"{arm}-minus-random-{n}"] = interval(diff)
+            if arm != "random" and key in per_seed[0] and f"random-{2 * n}" in per_seed[0]:
+                # the target's own question: does the arm at n labels reach random at twice as many?
+                diff = [r[key]["new"] - r[f"random-{2 * n}"]["new"] for r in per_seed]
+                out[f"{arm}-{n}-minus-random-{2 * n}"] = interval(diff) | {"wins": sum(d > 0 for d in diff)}
     return out
 
 
@@ -101,7 +107,9 @@ def tabular_seed(work: Path, seed: int, args: argparse.Namespace) -> dict[str, A
     records = pool[ADULT_FEATURES].to_dict("records")
     outputs = Artifact.load(base_run).predict_records(records)
     truth = pool["Y"].tolist()
-    plans = [(arm, n) for n in args.ns for arm in args.arms]
+    for arm in [a for a in args.arms if a.endswith("-rounds")]:
+        result.update(tabular_rounds(work, seed, arm, base_run, pool, (new_test, old_test), args))
+    plans = [(arm, n) for n in args.ns for arm in args.arms if not arm.endswith("-rounds")]
     plans += [("ceiling", len(pool))] if seed < args.ceiling_seeds else []  # the costliest retrain of all
     for arm, n in plans:
         store = LoopStore(f"sqlite:///{work / f'fb-{seed}-{arm}-{n}.db'}")
@@ -126,6 +134,39 @@ def tabular_seed(work: Path, seed: int, args: argparse.Namespace) -> dict[str, A
         key = f"{arm}-{n}" if arm != "ceiling" else "ceiling"
         result[key] = {"new": accuracy(child["run_dir"], new_test), "old": accuracy(child["run_dir"], old_test)}
         log.info("seed %d %s: %s", seed, key, result[key])
+    return result
+
+
+def tabular_rounds(
+    work: Path, seed: int, arm: str, base_run: Path, pool: pd.DataFrame, tests: tuple[pd.DataFrame, ...], args: Any
+) -> dict[str, Any]:
+    """``STRATEGY-rounds`` on the real path, as a team would run it: the served model's answers on the still
+    unlabelled pool are logged, ``build_queue`` picks ``--round-size`` of them (``--since`` this round's log),
+    they are labelled, ``retrain`` makes a challenger from the original run + every label so far, and the
+    challenger is served for the next round. Scored at each N of ``--ns`` that a round ends on."""
+    strategy, new_test, old_test = arm.removesuffix("-rounds"), *tests
+    records, truth = pool[ADULT_FEATURES].to_dict("records"), pool["Y"].tolist()
+    store = LoopStore(f"sqlite:///{work / f'fb-{seed}-{arm}.db'}")
+    served, rest, labelled, result = base_run, list(range(len(records))), 0, {}
+    last = args.rounds_max or max(args.ns)
+    while labelled < last:
+        outputs = Artifact.load(served).predict_records([records[i] for i in rest])
+        since = time.time()
+        plog = PredictionLog(store, model="adult", version=labelled + 1, model_path=str(served / "model"),
+                             config=LogPredictionsConfig(batch_size=10_000))  # fmt: skip
+        position = {pid: i for pid, i in zip(plog.log([records[i] for i in rest], outputs), rest, strict=True)}
+        plog.close()
+        size = COLD_START_LABELS if strategy == "cold_start" and not labelled else args.round_size
+        picked = build_queue(store, "adult", min(size, last - labelled), strategy=strategy, since=since,
+                             seed=seed + labelled)  # fmt: skip
+        for pid in picked["_id"]:
+            record_feedback(store, FeedbackItem(pid, label=truth[position[pid]]), actor="oracle", source="queue")
+        rest = sorted(set(rest) - {position[pid] for pid in picked["_id"]})
+        labelled = len(records) - len(rest)
+        served = Path(retrain(base_run, store=store, model="adult")["run_dir"])  # base rows + every label so far
+        if labelled in args.ns:
+            result[f"{arm}-{labelled}"] = {"new": accuracy(served, new_test), "old": accuracy(served, old_test)}
+            log.info("seed %d %s-%d: %s", seed, arm, labelled, result[f"{arm}-{labelled}"])
     return result
 
 
@@ -265,6 +306,16 @@ def text_retrain(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def merged(path: Path) -> list[dict[str, Any]]:
+    """A tabular run's per-seed results: its ``--out`` JSON, or its log (a run stopped after some seeds)."""
+    if path.suffix == ".json":
+        return json.loads(path.read_text())["each"]
+    seeds: dict[int, dict[str, Any]] = {}
+    for found in re.finditer(r"bench\.loop_active seed (\d+) (\S+): (\{.*\})", path.read_text()):
+        seeds.setdefault(int(found[1]), {})[found[2]] = ast.literal_eval(found[3])
+    return [seeds[s] for s in sorted(seeds) if "random-1000" in seeds[s]]  # only seeds that finished
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--half", choices=["tabular", "text", "text-retrain"], required=True)
@@ -279,6 +330,9 @@ def main() -> None:
     parser.add_argument("--text-retrain-arms", default="active,random", help="of active, random, ceiling")
     parser.add_argument("--round-size", type=int, default=50, help="text, X-rounds arms: labels per round")
     parser.add_argument("--emb-cache", type=Path, default=None, help="text: keep MiniLM embeddings in this .npz")
+    parser.add_argument("--seed-list", default=None, help="tabular: these seeds (e.g. 3,4) instead of --seeds")
+    parser.add_argument("--rounds-max", type=int, default=None, help="tabular X-rounds: stop at this many labels")
+    parser.add_argument("--merge", type=Path, nargs="*", default=None, help="tabular: summarise these outputs")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     args.arms = [a for a in args.arms.split(",") if a]
@@ -292,8 +346,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-loop-active-") as tmp:
         work = Path(tmp)
         if args.half == "tabular":
-            per_seed = [tabular_seed(work, seed, args) for seed in range(args.seeds)]
-            results: dict[str, Any] = {"summary": summarize(per_seed, args.ns), "each": per_seed}
+            if args.merge:  # seeds run as separate processes (a loaded machine gives each its own share)
+                per_seed = [each for path in args.merge for each in merged(path)]
+            else:
+                seeds = [int(s) for s in args.seed_list.split(",")] if args.seed_list else range(args.seeds)
+                per_seed = [tabular_seed(work, seed, args) for seed in seeds]
+            summary = summarize(per_seed, args.ns, tuple(args.arms))
+            results: dict[str, Any] = {"summary": summary, "each": per_seed}
         elif args.half == "text":
             results = text_lr(args)
         else:
