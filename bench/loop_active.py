@@ -75,18 +75,19 @@ def summarize(per_seed: list[dict[str, Any]], ns: list[int], arms: tuple[str, ..
     out["ceiling"] = interval([r["ceiling"]["new"] for r in per_seed if "ceiling" in r])
     out["old_base"] = interval([r["base"]["old"] for r in per_seed])
     for n in ns:
-        for arm in arms:
-            key = f"{arm}-{n}"
-            if key in per_seed[0]:
-                out[key] = interval([r[key]["new"] for r in per_seed])
-                out[f"old-{key}"] = interval([r[key]["old"] for r in per_seed])
-            if arm != "random" and key in per_seed[0] and f"random-{n}" in per_seed[0]:
-                diff = [r[key]["new"] - r[f"random-{n}"]["new"] for r in per_seed]
-                out[f"{arm}-minus-random-{n}"] = interval(diff)
-            if arm != "random" and key in per_seed[0] and f"random-{2 * n}" in per_seed[0]:
-                # the target's own question: does the arm at n labels reach random at twice as many?
-                diff = [r[key]["new"] - r[f"random-{2 * n}"]["new"] for r in per_seed]
-                out[f"{arm}-{n}-minus-random-{2 * n}"] = interval(diff) | {"wins": sum(d > 0 for d in diff)}
+        for arm in arms:  # an arm run on only some seeds (merged runs) is summarised over those seeds
+            key, seen = f"{arm}-{n}", [r for r in per_seed if f"{arm}-{n}" in r]
+            if seen:
+                out[key] = interval([r[key]["new"] for r in seen])
+                out[f"old-{key}"] = interval([r[key]["old"] for r in seen])
+            for other in (n, 2 * n) if arm != "random" else ():
+                pairs = [r for r in seen if f"random-{other}" in r]
+                if not pairs:
+                    continue
+                diff = [r[key]["new"] - r[f"random-{other}"]["new"] for r in pairs]
+                # at 2n: the target's own question, does the arm at n labels reach random at twice as many?
+                name = f"{arm}-minus-random-{n}" if other == n else f"{arm}-{n}-minus-random-{other}"
+                out[name] = interval(diff) | {"wins": sum(d > 0 for d in diff)}
     return out
 
 
@@ -263,12 +264,14 @@ def text_picks(arm: str, n: int, frame: pd.DataFrame, emb: np.ndarray, refit: An
 
 # ----------------------------------------------------------------------------------------------- text, real retrain
 def text_retrain(work: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """One seed: MiniLM fine-tuned, then retrained by shipyard.loop.retrain with 1,000 labelled PhraseBank rows."""
-    sst = pd.read_csv(data_dir() / "sst2" / "train.tsv", sep="\t").sample(n=1000, random_state=0)
+    """One seed: MiniLM fine-tuned, then retrained by shipyard.loop.retrain with 1,000 labelled PhraseBank rows.
+    ``--text-retrain-seed`` draws the SST-2 sample, the training seed and the random picks (0: the first run)."""
+    seed = args.text_retrain_seed
+    sst = pd.read_csv(data_dir() / "sst2" / "train.tsv", sep="\t").sample(n=1000, random_state=seed)
     sst.to_csv(work / "sst_train.tsv", sep="\t", index=False)
     job = text_job(work / "sst_train.tsv", "sst2-finetuned")
     job["model"]["mode"] = "full"
-    job["training"].update(epochs=1, learning_rate=5e-5, batch_size=32)
+    job["training"].update(epochs=1, learning_rate=5e-5, batch_size=32, seed=seed)
     started = time.perf_counter()
     base_run = train(job, work)
     fin = phrasebank().sample(frac=1.0, random_state=6)
@@ -292,7 +295,7 @@ def text_retrain(work: Path, args: argparse.Namespace) -> dict[str, Any]:
         if arm == "active":
             chosen = list(build_queue(store, "sst2", n)["_id"])
         elif arm == "random":
-            chosen = list(np.random.default_rng(5).choice(ids, size=n, replace=False))
+            chosen = list(np.random.default_rng(5 + seed).choice(ids, size=n, replace=False))
         else:  # ceiling: every label of the pool
             chosen = ids
         for pid in chosen:
@@ -328,6 +331,7 @@ def main() -> None:
     parser.add_argument("--ceiling-seeds", type=int, default=1, help="tabular: seeds that also train the ceiling")
     parser.add_argument("--text-base-rows", type=int, default=200)
     parser.add_argument("--text-retrain-arms", default="active,random", help="of active, random, ceiling")
+    parser.add_argument("--text-retrain-seed", type=int, default=0, help="text-retrain: which seed")
     parser.add_argument("--round-size", type=int, default=50, help="text, X-rounds arms: labels per round")
     parser.add_argument("--emb-cache", type=Path, default=None, help="text: keep MiniLM embeddings in this .npz")
     parser.add_argument("--seed-list", default=None, help="tabular: these seeds (e.g. 3,4) instead of --seeds")
