@@ -23,9 +23,12 @@ Arms: ``active`` = the labelling queue (margin uncertainty, then k-center divers
 queue strategy by name (``typical``, ``badge``, ``balanced``, ``cold_start``: one shot, from the original
 model), or ``STRATEGY-rounds``: picked in rounds of ``--round-size`` (50) with a refit on everything labelled so
 far before each round, as a queue used with ``shipyard retrain`` between rounds would (``cold_start-rounds``
-takes its first 100 typical at once). Reported per N and
+takes its first 100 typical at once). Tabular: ``STRATEGY-rounds`` too, through the real loop (log the served
+model's answers, ``build_queue``, feedback, ``retrain``, serve the challenger; ``--round-size`` 100 and
+``--rounds-max`` 500 keep it to 5 retrains); ``--seed-list`` splits seeds over processes and ``--merge`` joins
+their JSON outputs or logs. Reported per N and
 arm: the mean accuracy on the new population over seeds with a 95 % t-interval, and the paired difference
-active - random (same seed, same pool) with its 95 % t-interval.
+active - random (same seed, same pool) with its 95 % t-interval, and each arm at n against random at 2n.
 
     PYTHONPATH=src SHIPYARD_DATA_DIR=../shared/data nice -n 10 .venv/bin/python bench/loop_active.py \
         --half tabular|text|text-retrain [--seeds 3] [--out bench-loop-active.json]
