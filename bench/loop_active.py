@@ -23,9 +23,12 @@ Arms: ``active`` = the labelling queue (margin uncertainty, then k-center divers
 queue strategy by name (``typical``, ``badge``, ``balanced``, ``cold_start``: one shot, from the original
 model), or ``STRATEGY-rounds``: picked in rounds of ``--round-size`` (50) with a refit on everything labelled so
 far before each round, as a queue used with ``shipyard retrain`` between rounds would (``cold_start-rounds``
-takes its first 100 typical at once). Reported per N and
+takes its first 100 typical at once). Tabular: ``STRATEGY-rounds`` too, through the real loop (log the served
+model's answers, ``build_queue``, feedback, ``retrain``, serve the challenger; ``--round-size`` 100 and
+``--rounds-max`` 500 keep it to 5 retrains); ``--seed-list`` splits seeds over processes and ``--merge`` joins
+their JSON outputs or logs. Reported per N and
 arm: the mean accuracy on the new population over seeds with a 95 % t-interval, and the paired difference
-active - random (same seed, same pool) with its 95 % t-interval.
+active - random (same seed, same pool) with its 95 % t-interval, and each arm at n against random at 2n.
 
     PYTHONPATH=src SHIPYARD_DATA_DIR=../shared/data nice -n 10 .venv/bin/python bench/loop_active.py \
         --half tabular|text|text-retrain [--seeds 3] [--out bench-loop-active.json]
@@ -35,8 +38,10 @@ active - random (same seed, same pool) with its 95 % t-interval.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import logging
+import re
 import sys
 import tempfile
 import time
@@ -73,14 +78,19 @@ def summarize(per_seed: list[dict[str, Any]], ns: list[int], arms: tuple[str, ..
     out["ceiling"] = interval([r["ceiling"]["new"] for r in per_seed if "ceiling" in r])
     out["old_base"] = interval([r["base"]["old"] for r in per_seed])
     for n in ns:
-        for arm in arms:
-            key = f"{arm}-{n}"
-            if key in per_seed[0]:
-                out[key] = interval([r[key]["new"] for r in per_seed])
-                out[f"old-{key}"] = interval([r[key]["old"] for r in per_seed])
-            if arm != "random" and key in per_seed[0] and f"random-{n}" in per_seed[0]:
-                diff = [r[key]["new"] - r[f"random-{n}"]["new"] for r in per_seed]
-                out[f"{arm}-minus-random-{n}"] = interval(diff)
+        for arm in arms:  # an arm run on only some seeds (merged runs) is summarised over those seeds
+            key, seen = f"{arm}-{n}", [r for r in per_seed if f"{arm}-{n}" in r]
+            if seen:
+                out[key] = interval([r[key]["new"] for r in seen])
+                out[f"old-{key}"] = interval([r[key]["old"] for r in seen])
+            for other in (n, 2 * n) if arm != "random" else ():
+                pairs = [r for r in seen if f"random-{other}" in r]
+                if not pairs:
+                    continue
+                diff = [r[key]["new"] - r[f"random-{other}"]["new"] for r in pairs]
+                # at 2n: the target's own question, does the arm at n labels reach random at twice as many?
+                name = f"{arm}-minus-random-{n}" if other == n else f"{arm}-{n}-minus-random-{other}"
+                out[name] = interval(diff) | {"wins": sum(d > 0 for d in diff)}
     return out
 
 
@@ -101,7 +111,9 @@ def tabular_seed(work: Path, seed: int, args: argparse.Namespace) -> dict[str, A
     records = pool[ADULT_FEATURES].to_dict("records")
     outputs = Artifact.load(base_run).predict_records(records)
     truth = pool["Y"].tolist()
-    plans = [(arm, n) for n in args.ns for arm in args.arms]
+    for arm in [a for a in args.arms if a.endswith("-rounds")]:
+        result.update(tabular_rounds(work, seed, arm, base_run, pool, (new_test, old_test), args))
+    plans = [(arm, n) for n in args.ns for arm in args.arms if not arm.endswith("-rounds")]
     plans += [("ceiling", len(pool))] if seed < args.ceiling_seeds else []  # the costliest retrain of all
     for arm, n in plans:
         store = LoopStore(f"sqlite:///{work / f'fb-{seed}-{arm}-{n}.db'}")
@@ -126,6 +138,39 @@ def tabular_seed(work: Path, seed: int, args: argparse.Namespace) -> dict[str, A
         key = f"{arm}-{n}" if arm != "ceiling" else "ceiling"
         result[key] = {"new": accuracy(child["run_dir"], new_test), "old": accuracy(child["run_dir"], old_test)}
         log.info("seed %d %s: %s", seed, key, result[key])
+    return result
+
+
+def tabular_rounds(
+    work: Path, seed: int, arm: str, base_run: Path, pool: pd.DataFrame, tests: tuple[pd.DataFrame, ...], args: Any
+) -> dict[str, Any]:
+    """``STRATEGY-rounds`` on the real path, as a team would run it: the served model's answers on the still
+    unlabelled pool are logged, ``build_queue`` picks ``--round-size`` of them (``--since`` this round's log),
+    they are labelled, ``retrain`` makes a challenger from the original run + every label so far, and the
+    challenger is served for the next round. Scored at each N of ``--ns`` that a round ends on."""
+    strategy, new_test, old_test = arm.removesuffix("-rounds"), *tests
+    records, truth = pool[ADULT_FEATURES].to_dict("records"), pool["Y"].tolist()
+    store = LoopStore(f"sqlite:///{work / f'fb-{seed}-{arm}.db'}")
+    served, rest, labelled, result = base_run, list(range(len(records))), 0, {}
+    last = args.rounds_max or max(args.ns)
+    while labelled < last:
+        outputs = Artifact.load(served).predict_records([records[i] for i in rest])
+        since = time.time()
+        plog = PredictionLog(store, model="adult", version=labelled + 1, model_path=str(served / "model"),
+                             config=LogPredictionsConfig(batch_size=10_000))  # fmt: skip
+        position = {pid: i for pid, i in zip(plog.log([records[i] for i in rest], outputs), rest, strict=True)}
+        plog.close()
+        size = COLD_START_LABELS if strategy == "cold_start" and not labelled else args.round_size
+        picked = build_queue(store, "adult", min(size, last - labelled), strategy=strategy, since=since,
+                             seed=seed + labelled)  # fmt: skip
+        for pid in picked["_id"]:
+            record_feedback(store, FeedbackItem(pid, label=truth[position[pid]]), actor="oracle", source="queue")
+        rest = sorted(set(rest) - {position[pid] for pid in picked["_id"]})
+        labelled = len(records) - len(rest)
+        served = Path(retrain(base_run, store=store, model="adult")["run_dir"])  # base rows + every label so far
+        if labelled in args.ns:
+            result[f"{arm}-{labelled}"] = {"new": accuracy(served, new_test), "old": accuracy(served, old_test)}
+            log.info("seed %d %s-%d: %s", seed, arm, labelled, result[f"{arm}-{labelled}"])
     return result
 
 
@@ -222,12 +267,14 @@ def text_picks(arm: str, n: int, frame: pd.DataFrame, emb: np.ndarray, refit: An
 
 # ----------------------------------------------------------------------------------------------- text, real retrain
 def text_retrain(work: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """One seed: MiniLM fine-tuned, then retrained by shipyard.loop.retrain with 1,000 labelled PhraseBank rows."""
-    sst = pd.read_csv(data_dir() / "sst2" / "train.tsv", sep="\t").sample(n=1000, random_state=0)
+    """One seed: MiniLM fine-tuned, then retrained by shipyard.loop.retrain with 1,000 labelled PhraseBank rows.
+    ``--text-retrain-seed`` draws the SST-2 sample, the training seed and the random picks (0: the first run)."""
+    seed = args.text_retrain_seed
+    sst = pd.read_csv(data_dir() / "sst2" / "train.tsv", sep="\t").sample(n=1000, random_state=seed)
     sst.to_csv(work / "sst_train.tsv", sep="\t", index=False)
     job = text_job(work / "sst_train.tsv", "sst2-finetuned")
     job["model"]["mode"] = "full"
-    job["training"].update(epochs=1, learning_rate=5e-5, batch_size=32)
+    job["training"].update(epochs=1, learning_rate=5e-5, batch_size=32, seed=seed)
     started = time.perf_counter()
     base_run = train(job, work)
     fin = phrasebank().sample(frac=1.0, random_state=6)
@@ -251,7 +298,7 @@ def text_retrain(work: Path, args: argparse.Namespace) -> dict[str, Any]:
         if arm == "active":
             chosen = list(build_queue(store, "sst2", n)["_id"])
         elif arm == "random":
-            chosen = list(np.random.default_rng(5).choice(ids, size=n, replace=False))
+            chosen = list(np.random.default_rng(5 + seed).choice(ids, size=n, replace=False))
         else:  # ceiling: every label of the pool
             chosen = ids
         for pid in chosen:
@@ -263,6 +310,16 @@ def text_retrain(work: Path, args: argparse.Namespace) -> dict[str, Any]:
         log.info("text %s-%d (fine-tuned retrain): %s", arm, n, result[f"{arm}-{n}"])
     result["pool"] = len(pool)
     return result
+
+
+def merged(path: Path) -> list[dict[str, Any]]:
+    """A tabular run's per-seed results: its ``--out`` JSON, or its log (a run stopped after some seeds)."""
+    if path.suffix == ".json":
+        return json.loads(path.read_text())["each"]
+    seeds: dict[int, dict[str, Any]] = {}
+    for found in re.finditer(r"bench\.loop_active seed (\d+) (\S+): (\{.*\})", path.read_text()):
+        seeds.setdefault(int(found[1]), {})[found[2]] = ast.literal_eval(found[3])
+    return [seeds[s] for s in sorted(seeds) if "random-1000" in seeds[s]]  # only seeds that finished
 
 
 def main() -> None:
@@ -277,8 +334,12 @@ def main() -> None:
     parser.add_argument("--ceiling-seeds", type=int, default=1, help="tabular: seeds that also train the ceiling")
     parser.add_argument("--text-base-rows", type=int, default=200)
     parser.add_argument("--text-retrain-arms", default="active,random", help="of active, random, ceiling")
+    parser.add_argument("--text-retrain-seed", type=int, default=0, help="text-retrain: which seed")
     parser.add_argument("--round-size", type=int, default=50, help="text, X-rounds arms: labels per round")
     parser.add_argument("--emb-cache", type=Path, default=None, help="text: keep MiniLM embeddings in this .npz")
+    parser.add_argument("--seed-list", default=None, help="tabular: these seeds (e.g. 3,4) instead of --seeds")
+    parser.add_argument("--rounds-max", type=int, default=None, help="tabular X-rounds: stop at this many labels")
+    parser.add_argument("--merge", type=Path, nargs="*", default=None, help="tabular: summarise these outputs")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     args.arms = [a for a in args.arms.split(",") if a]
@@ -292,8 +353,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-loop-active-") as tmp:
         work = Path(tmp)
         if args.half == "tabular":
-            per_seed = [tabular_seed(work, seed, args) for seed in range(args.seeds)]
-            results: dict[str, Any] = {"summary": summarize(per_seed, args.ns), "each": per_seed}
+            if args.merge:  # seeds run as separate processes (a loaded machine gives each its own share)
+                per_seed = [each for path in args.merge for each in merged(path)]
+            else:
+                seeds = [int(s) for s in args.seed_list.split(",")] if args.seed_list else range(args.seeds)
+                per_seed = [tabular_seed(work, seed, args) for seed in seeds]
+            summary = summarize(per_seed, args.ns, tuple(args.arms))
+            results: dict[str, Any] = {"summary": summary, "each": per_seed}
         elif args.half == "text":
             results = text_lr(args)
         else:
