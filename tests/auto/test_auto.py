@@ -85,3 +85,37 @@ def test_the_run_model_predicts_and_an_ensemble_of_members_averages(auto_run: An
     assert ensemble.backend == "ensemble" and len(ensemble.members or []) == 2
     want = np.mean([m[0].predict_frame(rows)["probabilities"] for _, m, _ in members], axis=0)
     np.testing.assert_allclose(ensemble.predict_frame(rows)["probabilities"], want, atol=1e-5)
+
+
+def test_a_candidate_carries_its_own_training_settings() -> None:
+    from shipyard.auto.candidates import candidate_job, candidate_plan
+    from shipyard.config.schema import Job
+
+    raw = {
+        "task": "classification",
+        "data": {
+            "source": {"path": "/data/reviews.csv"},
+            "target": "label",
+            "features": [{"name": "t", "type": "text"}],
+        },
+        "model": {
+            "type": "auto",
+            "candidates": [
+                {"type": "text_linear", "training": {"epochs": 6, "learning_rate": 0.01}},
+                {"type": "transformer", "training": {"epochs": 2, "learning_rate": 1e-4, "label_smoothing": 0.1}},
+                {"type": "text_bag"},
+            ],
+        },
+        "training": {"seed": 3, "weight_decay": 0.01},
+    }
+    job = Job.model_validate(raw)
+    plan = candidate_plan(job, "text")
+    assert [name for name, _, _ in plan] == ["0-text_linear", "1-transformer", "2-text_bag"]
+    assert all("training" not in model for _, model, _ in plan)
+    jobs = [candidate_job(job, model, training, Path("/")) for _, model, training in plan]
+    assert [j["training"]["learning_rate"] for j in jobs] == [0.01, 1e-4, 1e-3]  # the last: the job's default
+    assert [j["training"]["label_smoothing"] for j in jobs] == [0.0, 0.1, 0.0]  # one candidate's alone
+    assert {j["training"]["seed"] for j in jobs} == {3} and {j["training"]["weight_decay"] for j in jobs} == {0.01}
+    raw["model"]["candidates"] = [{"type": "text_linear", "training": 5}]
+    with pytest.raises(ValueError, match="training"):
+        Job.model_validate(raw)

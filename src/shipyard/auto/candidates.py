@@ -143,7 +143,10 @@ def candidate_plan(job: Job, kind: str) -> list[tuple[str, dict[str, Any], dict[
     """(name, model section, training settings) per candidate, in the order they run."""
     params = job.model
     if params.candidates:
-        sections = [(dict(c), {}) for c in params.candidates]
+        # a candidate's own `training:` overrides the job's training settings for it alone
+        sections = [
+            ({k: v for k, v in c.items() if k != "training"}, dict(c.get("training") or {})) for c in params.candidates
+        ]
     else:
         families = params.families or DEFAULT_FAMILIES[kind]
         sections = [entry for family in families for entry in SEARCH.get(family, [({"type": family}, {})])]

@@ -166,7 +166,8 @@ class AutoParams(Params):
     # the families to try; None: the ones that fit the input kind (tabular: lightgbm, mlp, linear; text: the
     # from-scratch text models; images: cnn, mlp)
     families: list[str] | None = None
-    # explicit candidate model sections instead of the built-in small search per family (each a `model:` section)
+    # explicit candidate model sections instead of the built-in small search per family (each a `model:` section,
+    # optionally with a `training:` mapping that overrides the job's training settings for that candidate alone)
     candidates: list[dict[str, Any]] | None = None
     ensemble_size: int = Field(default=25, ge=1, le=500)  # rounds of greedy selection (with replacement)
     prefer: Literal["accuracy", "speed"] = "accuracy"  # speed: the single best candidate, no ensemble
@@ -188,6 +189,8 @@ class AutoParams(Params):
         for c in self.candidates or []:
             if not isinstance(c, dict) or c.get("type") not in MODEL_PARAMS:
                 raise ValueError(f"each candidate is a model section with a known `type`; got {c!r:.80}")
+            if not isinstance(c.get("training", {}), dict):
+                raise ValueError(f"a candidate's `training` is a mapping of training settings; got {c!r:.80}")
         return self
 
     @property
