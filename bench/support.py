@@ -6,9 +6,14 @@ Conversations (>= 200, seeded) from the retrieval run's test split (queries neve
 - order: "where is my order N?" with a demo order N, then "and when will it arrive?"; expected: the tool's status
   for N both times (the follow-up names no number), no escalation;
 - person: a held-out query, then "I'd like to talk to a real person"; expected: the second turn escalates.
-Answer accuracy counts turns that must not escalate; escalation precision / recall count every turn. Latency is
-per turn, one conversation at a time; throughput runs the same conversations from 64 threads at once through the
-in-process assistant (the HTTP layer is measured by bench/serve_load.py).
+Answer accuracy counts turns that must not escalate; escalation precision / recall count every turn; intent
+accuracy counts the turns with a held-out query (the intent the assistant settled on against the query's own).
+Latency is per turn, one conversation at a time; throughput runs the same conversations from 64 threads at once
+through the in-process assistant (the HTTP layer is measured by bench/serve_load.py).
+
+When the config names an intent run (`intent.run`, a trained classifier), the same conversations also go, one at a
+time, through the named baseline: the same config with the intent taken from the vote of the retrieved answers
+(`intent.vote_k`) and escalating under `--vote-min-confidence` (0.3, the bundled config's value while it voted).
 
     .venv/bin/python bench/support.py --config examples/support/support.yaml [--conversations 240]
 """
@@ -29,7 +34,7 @@ import pandas as pd
 import torch
 
 from shipyard.apps.support.assistant import Assistant
-from shipyard.apps.support.config import load_support_config, resolve
+from shipyard.apps.support.config import IntentConfig, load_support_config, resolve
 from shipyard.apps.support.tools import demo_orders, write_orders
 
 PERSON = "I'd like to talk to a real person"
@@ -74,12 +79,15 @@ def run_conversation(bot: Assistant, turns: list[dict[str, Any]], escalate: set[
             )
         else:
             ok = None
-        results.append({"must": must, "did": reply.escalated, "ok": ok, "ms": ms})
+        intent_ok = reply.intent == turn["intent"] if "intent" in turn else None
+        low = bool(reply.reason and reply.reason.startswith("low confidence"))
+        results.append({"must": must, "did": reply.escalated, "ok": ok, "intent_ok": intent_ok, "low": low, "ms": ms})
     return results
 
 
 def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
     answered = [r for r in results if r["ok"] is not None]
+    labelled = [r for r in results if r["intent_ok"] is not None]
     tp = sum(r["must"] and r["did"] for r in results)
     ms = [r["ms"] for r in results]
     return {
@@ -87,6 +95,8 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
         "answer_accuracy": round(sum(r["ok"] for r in answered) / len(answered), 4),
         "escalation_precision": round(tp / max(1, sum(r["did"] for r in results)), 4),
         "escalation_recall": round(tp / max(1, sum(r["must"] for r in results)), 4),
+        "intent_accuracy": round(sum(r["intent_ok"] for r in labelled) / max(1, len(labelled)), 4),
+        "low_confidence_escalations": sum(r["low"] for r in results),
         "p50_ms": round(statistics.median(ms), 1),
         "p99_ms": round(float(np.percentile(ms, 99)), 1),
         "sequential_turns_per_s": round(1000 / statistics.mean(ms), 1),
@@ -100,6 +110,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--vote-min-confidence", type=float, default=0.3, help="The vote baseline's threshold.")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cfg, base = load_support_config(args.config)
@@ -111,6 +122,19 @@ def main() -> None:
     test = pd.read_parquet(resolve(base, cfg.retrieval_run) / "splits" / "test.parquet")
     convs = script(test, orders, args.conversations, args.seed)
     escalate = set(cfg.escalation.intents)
+    for warm in ("where is my order?", "how do I reset my password?"):  # first calls load lazily: not timed
+        bot.reply(bot.store.new_conversation(), warm)
+    baseline = None
+    if cfg.intent.run is not None:  # the named baseline: the retrieval vote, same searcher, store and tools
+        vote_cfg = cfg.model_copy(
+            update={
+                "intent": IntentConfig(vote_k=cfg.intent.vote_k),
+                "escalation": cfg.escalation.model_copy(update={"min_confidence": args.vote_min_confidence}),
+            }
+        )
+        vote = Assistant(vote_cfg, base, searcher=bot.searcher, store=bot.store, tools=bot.tools)
+        baseline = summarise([r for c in convs for r in run_conversation(vote, c, escalate)])
+        print("baseline (retrieval vote):", json.dumps(baseline), flush=True)
     results = [r for c in convs for r in run_conversation(bot, c, escalate)]
     print("sequential:", json.dumps(summarise(results)), flush=True)  # kept should the concurrent part fail
     started = time.perf_counter()
@@ -130,6 +154,13 @@ def main() -> None:
     summary["throughput_ratio_vs_sequential"] = round(
         summary["concurrent_turns_per_s"] / summary["sequential_turns_per_s"], 2
     )
+    summary["intent"] = cfg.intent.run or f"vote of {cfg.intent.vote_k}"
+    if baseline is not None:
+        summary["baseline_vote"] = baseline
+        summary["ratios_vs_vote"] = {  # trained classifier / retrieval vote, one at a time, same conversations
+            k: round(summary[k] / baseline[k], 3) if baseline[k] else None
+            for k in ("answer_accuracy", "intent_accuracy", "escalation_precision", "escalation_recall", "p50_ms")
+        }
     print(json.dumps(summary, indent=1))
 
 

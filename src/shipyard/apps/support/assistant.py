@@ -162,7 +162,11 @@ class Assistant:
                     f"tool failed: {exc.reason}",
                     message=f"I couldn't check that just now ({exc.reason}). " + ESCALATED,
                 )
-        best = next((h for h in hits if h["group"] == reply.intent), hits[0] if hits else None)
+        best = next((h for h in hits if h["group"] == reply.intent), None)
+        if best is None and self.intent_model is not None:  # the classifier's intent is not among the k best
+            found = self.searcher.search([text], 1, filters={"group": reply.intent})[0]
+            best = found[0] if found else None
+        best = best or (hits[0] if hits else None)
         reply.passage_id = best["id"] if best else None
         reply.answer = self._render(reply.intent, slots, answer=best["text"] if best else "")
         return self._answer(conversation_id, text, reply)

@@ -23,28 +23,42 @@ def validate(config: ConfigArg) -> None:
 
 @support_cli.command()
 def setup(config: ConfigArg, orders: Annotated[int, typer.Option(help="Demo orders to create.")] = 500) -> None:
-    """Train the retrieval job when its run is missing and create the demo orders table when it is missing."""
+    """Train the retrieval job, then the intent job, when their runs are missing, and create the demo orders table
+    when it is missing."""
     from shipyard.apps.support.config import load_support_config, resolve
     from shipyard.apps.support.tools import demo_orders, write_orders
-    from shipyard.config.schema import Job
-    from shipyard.errors import ShipyardError
-    from shipyard.pipeline import run_job
 
     cfg, base = load_support_config(config)
-    run = resolve(base, cfg.retrieval_run)
-    if not (run / "model" / "shipyard.json").is_file():
-        if cfg.retrieval_job is None:
-            raise ShipyardError("the retrieval run does not exist and no retrieval_job trains it", where=str(config))
-        job_path = resolve(base, cfg.retrieval_job)
-        typer.echo(f"training {job_path} into {run} (about 20 CPU-minutes)")
-        job = Job.from_yaml(job_path)
-        run_job(job, base_dir=job_path.parent, run_dir=run)
+    _train_missing(config, resolve(base, cfg.retrieval_run), cfg.retrieval_job, base, "retrieval", "20 CPU-minutes")
+    if cfg.intent.run is not None:  # after the retrieval run: the bundled intent job reads its stored splits
+        _train_missing(config, resolve(base, cfg.intent.run), cfg.intent.job, base, "intent", "1 CPU-minute")
     if cfg.tools.order_status is not None:
         db = resolve(base, cfg.tools.order_status.db)
         if not db.exists():
             n = write_orders(db, demo_orders(orders))
             typer.echo(f"{n} demo orders in {db} (e.g. order {demo_orders(1)[0]['order_id']})")
     typer.echo("ready: shipyard app support serve " + str(config))
+
+
+def _train_missing(config: Path, run: Path, job_file: str | None, base: Path, what: str, cost: str) -> None:
+    """Train ``job_file`` into ``run`` unless the run has a model already."""
+    import time
+
+    from shipyard.apps.support.config import resolve
+    from shipyard.config.schema import Job
+    from shipyard.errors import ShipyardError
+    from shipyard.pipeline import run_job
+
+    if (run / "model" / "shipyard.json").is_file():
+        return
+    if job_file is None:
+        key = "retrieval_job" if what == "retrieval" else "intent.job"
+        raise ShipyardError(f"the {what} run {run} does not exist and no {key} trains it", where=str(config))
+    job_path = resolve(base, job_file)
+    typer.echo(f"training {job_path} into {run} (about {cost})")
+    started = time.perf_counter()
+    run_job(Job.from_yaml(job_path), base_dir=job_path.parent, run_dir=run)
+    typer.echo(f"{what} run trained in {time.perf_counter() - started:.0f} s")
 
 
 @support_cli.command()

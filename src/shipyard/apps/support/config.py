@@ -24,8 +24,17 @@ class IntentConfig(_Strict):
     run: str | None = None
     # ... or, without one, the intent is the weighted vote of the groups of the k best retrieved passages
     vote_k: int = Field(default=10, ge=1, le=100)
+    # the job that trains `run` (`shipyard app support setup` trains it when the run is missing, after the
+    # retrieval run, whose stored splits the bundled intent job reads)
+    job: str | None = None
     # the name the intent run's feedback is filed under in the loop store (`shipyard retrain` of the run uses it)
     name: str = Field(default="support-intent", min_length=1, max_length=64)
+
+    @model_validator(mode="after")
+    def _job_needs_run(self) -> IntentConfig:
+        if self.job is not None and self.run is None:
+            raise ValueError("intent.job trains intent.run: name the run folder it trains as intent.run")
+        return self
 
 
 class EscalationConfig(_Strict):
