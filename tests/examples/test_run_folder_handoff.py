@@ -36,7 +36,9 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 runner = CliRunner()
 TEXT_EXAMPLES = {"banking77", "chnsenticorp", "chnsenticorp_scratch", "financial_phrasebank", "sst2"}
 PRETRAINED_TEXT = TEXT_EXAMPLES - {"chnsenticorp_scratch"}  # the rest take a transformer's `pretrained`
-SLOW_EXAMPLES = TEXT_EXAMPLES | {"adult_auto"}  # auto: its candidates run for a fixed (shortened) budget
+TEXT_AUTO_EXAMPLES = {"chnsenticorp_auto", "financial_phrasebank_auto", "sst2_auto"}  # explicit text candidates
+# auto: its candidates run for a fixed (shortened) budget
+SLOW_EXAMPLES = TEXT_EXAMPLES | TEXT_AUTO_EXAMPLES | {"adult_auto"}
 IMAGE_EXAMPLES = {"digits_cnn", "mnist_cnn", "mnist_mlp"}
 
 
@@ -90,10 +92,10 @@ def _slice_data(name: str, shared: Path, data: Path) -> None:
     elif name.startswith("chnsenticorp"):
         src = shared / "chnsenticorp" / "ChnSentiCorp_htl_all.csv"
         _per_class(src, data / "chnsenticorp" / src.name, "label", 2, 40)
-    elif name == "financial_phrasebank":
+    elif name.startswith("financial_phrasebank"):
         file = "Sentences_50Agree.txt"
         _every_nth_line(shared / name / file, data / name / file, 80, header=False)
-    elif name == "sst2":
+    elif name.startswith("sst2"):
         for file in ("train.tsv", "dev.tsv", "test.tsv"):
             _every_nth_line(shared / name / file, data / name / file, 60, header=True)
 
@@ -122,7 +124,13 @@ def _quick_job(path: Path, job_dir: Path, encoder: Path | None = None) -> Path:
             raw["model"]["pretrained"] = str(encoder)
     if raw["model"]["type"] == "auto":  # a short budget, and the single best model (what optimize/explain take)
         # 120 s: one candidate process takes 30 to 60 s on the shared 2-core machine (torch and LightGBM imports)
-        raw["model"].update(time_budget="120s", families=["lightgbm"], prefer="speed")
+        raw["model"].update(time_budget="120s", prefer="speed")
+        if path.stem in TEXT_AUTO_EXAMPLES:  # its first own-vocabulary candidate, a few steps (not the encoder)
+            first = next(c for c in raw["model"]["candidates"] if c["type"] != "transformer")
+            raw["model"]["candidates"] = [{**first, "training": {**first.get("training", {}), **training}}]
+            raw["data"]["text"] = {**raw["data"].get("text", {}), "max_length": 32}
+        else:
+            raw["model"]["families"] = ["lightgbm"]
     if path.stem == "linear_regression":
         shutil.copy(EXAMPLES / "line.csv", job_dir / "line.csv")
     job = job_dir / path.name
