@@ -93,11 +93,11 @@ def _slice_data(name: str, shared: Path, data: Path) -> None:
         src = shared / "chnsenticorp" / "ChnSentiCorp_htl_all.csv"
         _per_class(src, data / "chnsenticorp" / src.name, "label", 2, 40)
     elif name.startswith("financial_phrasebank"):
-        file = "Sentences_50Agree.txt"
-        _every_nth_line(shared / name / file, data / name / file, 80, header=False)
+        file = Path("financial_phrasebank") / "Sentences_50Agree.txt"
+        _every_nth_line(shared / file, data / file, 80, header=False)
     elif name.startswith("sst2"):
         for file in ("train.tsv", "dev.tsv", "test.tsv"):
-            _every_nth_line(shared / name / file, data / name / file, 60, header=True)
+            _every_nth_line(shared / "sst2" / file, data / "sst2" / file, 60, header=True)
 
 
 @pytest.fixture(scope="module")
