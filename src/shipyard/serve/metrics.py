@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
@@ -50,3 +52,13 @@ class ServeMetrics:
         self.model_version = Gauge("shipyard_model_version", "Version being served", ["model"], registry=r)
         self.model_ready = Gauge("shipyard_model_ready", "1 when the model is loaded and warm", ["model"], registry=r)
         self.inflight = Gauge("shipyard_inflight_requests", "Requests being handled", registry=r)
+
+    def batch_observer(self, model: str) -> Callable[[int, int, float], None]:
+        """A `MicroBatcher` ``on_batch`` callback recording one batch of ``model`` (predict's and recommend's)."""
+
+        def on_batch(n_instances: int, n_requests: int, seconds: float) -> None:
+            self.batch_size.labels(model).observe(n_instances)
+            self.batch_requests.labels(model).observe(n_requests)
+            self.inference.labels(model).observe(seconds)
+
+        return on_batch

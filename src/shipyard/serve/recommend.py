@@ -126,12 +126,7 @@ def _batcher(name: str, router: APIRouter, settings: ServeSettings, metrics: Ser
         served = router.served  # type: ignore[attr-defined]  # one version answers the whole batch
         return [(served, out) for out in served.live.recommend_many(queries)]
 
-    def on_batch(n_instances: int, n_requests: int, seconds: float) -> None:
-        if metrics is not None:
-            metrics.batch_size.labels(name).observe(n_instances)
-            metrics.batch_requests.labels(name).observe(n_requests)
-            metrics.inference.labels(name).observe(seconds)
-
+    on_batch = metrics.batch_observer(name) if metrics is not None else None
     return MicroBatcher(run_batch, max_batch_size=settings.max_batch_size, max_wait_ms=settings.max_wait_ms,
                         on_batch=on_batch, name=f"recommend-{name}")  # fmt: skip
 

@@ -83,20 +83,12 @@ class ServeState:
 
     # ------------------------------------------------------------ versions
     def make_batcher(self, slot: ModelSlot, version: LoadedVersion) -> MicroBatcher:
-        metrics = self.metrics
-        name = slot.name
-
-        def on_batch(n_instances: int, n_requests: int, seconds: float) -> None:
-            metrics.batch_size.labels(name).observe(n_instances)
-            metrics.batch_requests.labels(name).observe(n_requests)
-            metrics.inference.labels(name).observe(seconds)
-
         return MicroBatcher(
             make_predictor(version.artifact),
             max_batch_size=self.settings.max_batch_size,
             max_wait_ms=self.settings.max_wait_ms,
-            on_batch=on_batch,
-            name=f"{name}-v{version.version}",
+            on_batch=self.metrics.batch_observer(slot.name),
+            name=f"{slot.name}-v{version.version}",
         )
 
     async def load_into(self, slot: ModelSlot, path: str) -> LoadedVersion:
