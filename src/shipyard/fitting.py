@@ -8,6 +8,7 @@ The pipeline calls these four functions in order, so every family fits the same 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -91,17 +92,26 @@ def fit(
     *,
     labels: Any = None,
     show_progress: bool = True,
+    deadline: float | None = None,
 ) -> Any:
-    """Train ``model`` with its family's trainer; returns the trainer's ``FitResult``."""
+    """Train ``model`` with its family's trainer; returns the trainer's ``FitResult``. ``deadline`` (a
+    ``time.monotonic()`` value, from :func:`deadline_for`) stops training with the best model so far."""
     validation = val if len(val.target) else None
     if family_of(job).trainer == "trees":  # boosting is one seeded pass: a resumed run boosts again
         from shipyard.training.trees import fit_trees
 
         return fit_trees(
-            model, train, validation, run_dir, cfg=job.training, labels=labels, show_progress=show_progress
-        )
+            model, train, validation, run_dir, cfg=job.training, labels=labels, show_progress=show_progress,
+            deadline=deadline,
+        )  # fmt: skip
     if job.training.soup is not None:  # several runs from the same start, weight-averaged (training/soup.py)
         from shipyard.training.soup import fit_soup
 
         return fit_soup(make_engine, model, train, validation, run_dir, job.training, job.task, resume=resume)
-    return engine.fit(model, train, validation, run_dir, resume=resume)
+    return engine.fit(model, train, validation, run_dir, resume=resume, deadline=deadline)
+
+
+def deadline_for(job: Job) -> float | None:
+    """When training must stop: ``training.max_time`` from now (the run's start, so data preparation counts)."""
+    limit = job.training.max_time
+    return None if limit is None else time.monotonic() + float(limit)

@@ -111,6 +111,7 @@ def run_job(  # long: one job's steps in the order they run, read top to bottom
     """Train, evaluate and package one job. With ``resume`` the run folder must hold a checkpoint.
     ``callbacks`` are extra training callbacks for the torch engine (a search's pruning, shipyard.tune)."""
     base_dir = Path(base_dir or Path.cwd())
+    deadline = fitting.deadline_for(job)  # training.max_time counts from here
     if job.model is not None and job.model.type == "auto":  # candidates + an ensemble: shipyard/auto, above us
         raise ShipyardError(
             "a `model: {type: auto}` job runs through `shipyard train` or shipyard.run(job), not run_job",
@@ -163,7 +164,10 @@ def run_job(  # long: one job's steps in the order they run, read top to bottom
     ctx.barrier()  # every rank has checked the folder before rank 0 writes in it
     if not ctx.is_main:  # torchrun: train this rank's shards and leave the rest of the run to rank 0
         ctx.barrier()  # rank 0 has written the run folder's first files
-        fit = fitting.fit(job, make_engine, engine, model, train, val, run_dir, resume, show_progress=show_progress)
+        fit = fitting.fit(
+            job, make_engine, engine, model, train, val, run_dir, resume, show_progress=show_progress,
+            deadline=deadline,
+        )  # fmt: skip
         ctx.close()
         return RunResult(run_id=run_id, run_dir=run_dir, metrics={}, fit=fit)
 
@@ -178,7 +182,7 @@ def run_job(  # long: one job's steps in the order they run, read top to bottom
     try:
         fit = fitting.fit(
             job, make_engine, engine, model, train, val, run_dir, resume, labels=prepared.labels,
-            show_progress=show_progress,
+            show_progress=show_progress, deadline=deadline,
         )  # fmt: skip
         ctx.close()  # the other ranks stop here; evaluation and packaging run once
         metrics, predictions, abstain = _measure(job, engine, model, prepared, fit)

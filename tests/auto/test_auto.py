@@ -1,5 +1,5 @@
 """`model: {type: auto}`: greedy ensemble selection, and a whole run that keeps its time budget although one
-candidate is invalid and one hangs."""
+candidate is invalid and one would train for hours."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 import shipyard
 from shipyard.artifact import Artifact
 from shipyard.evaluation.ensemble import combine, greedy_selection
 
-BUDGET = 60.0  # the run takes about this long whatever the machine: the hanging candidate is stopped at it
+BUDGET = 60.0  # the run takes about this long whatever the machine: the slow candidate is stopped at it
 
 
 def test_greedy_selection_mixes_complementary_models() -> None:
@@ -63,7 +64,13 @@ def test_budget_kept_and_every_candidate_accounted_for(auto_run: Any) -> None:
     rows = {r["candidate"]: r for r in auto["leaderboard"]}
     assert rows["0-lightgbm"]["status"] == "failed" and "num_leaves" in rows["0-lightgbm"]["reason"]
     assert rows["1-lightgbm"]["status"] == "finished" and rows["1-lightgbm"]["validation"] > 0.75
-    assert rows["3-mlp"]["status"] in ("timeout", "skipped")  # stopped at the budget, or no time left to start
+    # far too slow to finish: its training.max_time stops it with the weights it has (no time left to start, on a
+    # very slow machine)
+    assert rows["3-mlp"]["status"] in ("finished", "skipped")
+    if rows["3-mlp"]["status"] == "finished":
+        assert "stopped at the time budget" in rows["3-mlp"]["reason"] and rows["3-mlp"]["validation"] > 0.5
+        job = yaml.safe_load((Path(rows["3-mlp"]["run_dir"]).parent / "3-mlp.yaml").read_text())
+        assert 0 < job["training"]["max_time"] < BUDGET
     assert auto_run.metrics["test"]["accuracy"] > 0.78
     html = (auto_run.run_dir / "report.html").read_text()
     assert "Leaderboard (model: auto)" in html
@@ -75,7 +82,7 @@ def test_the_run_model_predicts_and_an_ensemble_of_members_averages(auto_run: An
     rows = pd.read_parquet(auto_run.run_dir / "splits" / "test.parquet").head(30)
     art = Artifact.load(auto_run.run_dir)
     assert art.predict_frame(rows)["probabilities"].shape == (30, 2)
-    finished = [r for r in auto_run.metrics["auto"]["leaderboard"] if r["status"] == "finished"]
+    finished = [r for r in auto_run.metrics["auto"]["leaderboard"] if r["status"] == "finished"][:2]
     members = [(r, [Artifact.load(Path(r["run_dir"]) / "model")], {}) for r in finished]
     if len(members) == 1:  # the second candidate did not finish on a slow machine: the mechanics still hold
         members = members * 2

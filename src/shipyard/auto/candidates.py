@@ -20,7 +20,9 @@ use the reserve, so the run ends within about 10 % of the budget.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import os
 import shutil
 import signal
@@ -119,6 +121,13 @@ def reserve_seconds(budget: float) -> float:
     return min(max(0.12 * budget, 15.0), 0.5 * budget)
 
 
+def training_seconds(left: float) -> float:
+    """A candidate's ``training.max_time`` when ``left`` seconds remain before it is killed: the rest is for its
+    evaluation, report and model card, so a candidate stopped by the time limit still finishes with its best
+    weights so far (killed, it would leave nothing)."""
+    return round(max(left - min(max(0.15 * left, 20.0), 240.0), 0.5 * left), 1)
+
+
 # ------------------------------------------------------------------------------------------------ candidates
 
 
@@ -177,6 +186,14 @@ def candidate_job(job: Job, model: dict[str, Any], training: dict[str, Any], bas
     return Job.model_validate(raw).model_dump(mode="json")
 
 
+def _own_limit(training: dict[str, Any], job: Job) -> float:
+    """A ``max_time`` the candidate's or the job's training settings already set (seconds; inf: none)."""
+    from shipyard.config.models import parse_duration
+
+    own = training.get("max_time", job.training.max_time)
+    return math.inf if own is None else parse_duration(own, "max_time")
+
+
 def run_candidate(job_file: Path, run_dir: Path, limit_s: float, pool: Any = None) -> tuple[str, str | None, float]:
     """``shipyard train`` (or, with a ``pool``, the bag of fold models: ``shipyard.auto.bag``) in its own process
     group, killed at ``limit_s``: (status, reason, seconds)."""
@@ -219,6 +236,8 @@ def run_candidates(
         if left < MIN_CANDIDATE_S:
             row.update(status="skipped", reason=f"{max(left, 0):.0f}s of the budget left")
             continue
+        if pool is None and not training.get("soup") and not job.training.soup:
+            training = {**training, "max_time": min(training_seconds(left), _own_limit(training, job))}
         try:
             raw = candidate_job(job, model, training, base_dir)
         except (ValueError, ShipyardError) as exc:
@@ -229,6 +248,8 @@ def run_candidates(
         log.info("auto: candidate %s (%.0fs left)", name, left)
         status, reason, seconds = run_candidate(job_file, folder / name, left, pool)
         row.update(status=status, reason=reason, seconds=round(seconds, 1), run_dir=str(folder / name))
+        if status == "finished" and pool is None:
+            row["reason"] = _time_limit_reason(folder / name) or reason
         if pool is not None:  # a bag stopped at the budget keeps the fold models it finished
             from shipyard.auto.bag import folds_done
 
@@ -239,6 +260,18 @@ def run_candidates(
                 )
         log.info("auto: candidate %s %s in %.1fs%s", name, status, seconds, f": {reason}" if reason else "")
     return rows
+
+
+def _time_limit_reason(run_dir: Path) -> str | None:
+    """What the leaderboard says of a candidate that its ``training.max_time`` stopped (None: it was not)."""
+    try:
+        fit = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8")).get("training", {})
+    except (OSError, ValueError):
+        return None
+    if not fit.get("stopped_at_time"):
+        return None
+    steps, best = fit.get("steps"), fit.get("best_epoch")
+    return f"training stopped at the time budget after {steps} steps; best weights kept (epoch {best})"
 
 
 # ------------------------------------------------------------------------------------------------ scoring

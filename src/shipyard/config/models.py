@@ -8,6 +8,7 @@ and an unknown type lists the known ones.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -139,8 +140,8 @@ class TextCNNParams(ScratchTextParams):
     dropout: float = Field(default=0.5, ge=0, lt=1)
 
 
-def parse_duration(value: Any) -> float:
-    """Seconds from ``90``, ``"90s"``, ``"10m"`` or ``"1.5h"``."""
+def parse_duration(value: Any, name: str = "time_budget") -> float:
+    """Seconds from ``90``, ``"90s"``, ``"10m"`` or ``"1.5h"``; ``name`` is the field the errors name."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         seconds = float(value)
     elif isinstance(value, str) and value.strip():
@@ -149,11 +150,11 @@ def parse_duration(value: Any) -> float:
         try:
             seconds = float(text[:-1]) * unit if unit else float(text)
         except ValueError:
-            raise ValueError(f"time_budget {value!r} is not a duration like 90s, 10m or 1h") from None
+            raise ValueError(f"{name} {value!r} is not a duration like 90s, 10m or 1h") from None
     else:
-        raise ValueError(f"time_budget {value!r} is not a duration like 90s, 10m or 1h")
-    if seconds <= 0:
-        raise ValueError("time_budget must be positive")
+        raise ValueError(f"{name} {value!r} is not a duration like 90s, 10m or 1h")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"{name} must be a positive, finite duration")
     return seconds
 
 

@@ -25,7 +25,7 @@ from pydantic import (
 from shipyard.config.derive import check_derived_name, parse_expression
 from shipyard.config.errors import ConfigError, problems_from, validate_section
 from shipyard.config.evaluation import FairnessThresholds
-from shipyard.config.models import ModelConfig
+from shipyard.config.models import ModelConfig, parse_duration
 from shipyard.config.optimize import OptimizeConfig
 from shipyard.config.pii import PIIConfig
 from shipyard.config.privacy import PrivacyConfig
@@ -295,6 +295,23 @@ class TrainingConfig(Strict):
     # several fine-tuning runs from the same start, weight-averaged into one model (shipyard.training.soup)
     soup: SoupConfig | None = None
     log_every_steps: int = Field(default=50, ge=1)
+    # stop training after this long (90s, 10m, 1h), evaluate where it stopped and keep the best weights seen so
+    # far, like an early stop; `shipyard train --resume` goes on from there. `auto` gives each candidate one.
+    max_time: float | str | None = None
+
+    @field_validator("max_time")
+    @classmethod
+    def _max_time(cls, value: float | str | None) -> float | None:
+        return None if value is None else parse_duration(value, "max_time")
+
+    @model_validator(mode="after")
+    def _max_time_alone(self) -> Self:
+        if self.max_time is not None and self.soup is not None:
+            raise ValueError(
+                "max_time does not apply to a soup, whose ingredients each train in full: "
+                "drop max_time, or lower soup.ingredients or epochs to fit the time you have"
+            )
+        return self
 
 
 class AbstainConfig(Strict):

@@ -28,34 +28,27 @@ from torch import nn
 import shipyard.training.batching as batching  # the module, not the package (whose __init__ imports this one)
 from shipyard.config.schema import AugmentationConfig, TrainingConfig
 from shipyard.errors import ShipyardError
-from shipyard.io import atomic_save_safetensors
 from shipyard.training.basic_metrics import MetricsFn, basic_metrics
 from shipyard.training.callbacks import Callback, FitContext, TrainState, builtin_callbacks
 from shipyard.training.checkpoint import capture_rng, load_latest, rank_rng, restore_rng, save_checkpoint
 from shipyard.training.distributed import DistContext
+from shipyard.training.early_stopping import LOWER_IS_BETTER as LOWER_IS_BETTER  # re-exported
+from shipyard.training.early_stopping import metric_value as metric_value
+from shipyard.training.early_stopping import update_best
 from shipyard.training.fit_result import FitResult as FitResult  # where the families and the pipeline import it
 from shipyard.training.precision import resolve_precision
 from shipyard.training.progress import RateWindow, TrainProgress
 from shipyard.training.schedules import build_optimizer, build_scheduler
+from shipyard.training.time_limit import TimeLimit
 from shipyard.training.train_log import JsonlLog, truncate_log
 from shipyard.training.train_log import read_log as read_log  # where the pipeline and soups read it
 
 log = logging.getLogger(__name__)
 
-LOWER_IS_BETTER = {"loss", "log_loss", "mse", "rmse", "mae", "ece", "expected_calibration_error"}
-
 
 class SplitLike(Protocol):
     inputs: dict[str, np.ndarray]
     target: np.ndarray
-
-
-def metric_value(values: dict[str, Any], name: str, *, where: str) -> float:
-    """``values[name]`` as a float; a ShipyardError at ``where`` listing the computed metrics when it is not one."""
-    if name not in values or not isinstance(values[name], int | float):
-        known = sorted(k for k, v in values.items() if isinstance(v, int | float))
-        raise ShipyardError(f"metric `{name}` is not computed; expected one of {', '.join(known)}", where=where)
-    return float(values[name])
 
 
 def seed_everything(seed: int) -> None:
@@ -78,6 +71,7 @@ class _Run(FitContext):
     logger: JsonlLog = field(init=False)
     progress: TrainProgress = field(init=False)
     window: RateWindow = field(init=False)  # the log's rates: wall time since the previous line, evaluation included
+    limit: TimeLimit = field(init=False)  # training.max_time (or the caller's deadline)
 
 
 class Engine:
@@ -136,15 +130,27 @@ class Engine:
         run_dir: Path,
         *,
         resume: bool = False,
+        deadline: float | None = None,
     ) -> FitResult:
+        """``deadline`` (a ``time.monotonic()`` value) stops the fit like ``training.max_time``, which counts from
+        here when no deadline is given."""
         run = self._start(model, train, Path(run_dir), resume)
         history: list[dict[str, Any]] = []
         started = time.perf_counter()
         seen_at_start = run.state.examples_seen
+        rows = len(validation.target) if validation is not None else 0
+        if deadline is None:
+            run.limit = TimeLimit.from_seconds(self.cfg.max_time, self.ctx, rows)  # type: ignore[arg-type]
+        else:
+            run.limit = TimeLimit(deadline, self.ctx, rows)
         with run.progress:
             while run.state.epoch < self.cfg.epochs and not run.state.stopped_early:
-                self._train_epoch(run)
+                if not self._train_epoch(run):
+                    history.append(self._end_at_time_limit(run, validation))
+                    break
                 history.append(self._end_epoch(run, validation))
+                if run.limit.hit:
+                    break
         return self._finish(run, history, time.perf_counter() - started, seen_at_start)
 
     def _start(self, model: nn.Module, train: SplitLike, run_dir: Path, resume: bool) -> _Run:
@@ -226,8 +232,9 @@ class Engine:
             save_checkpoint(run.run_dir / "checkpoints", payload, self.cfg.keep_checkpoints)
         self.ctx.barrier()
 
-    def _train_epoch(self, run: _Run) -> None:
-        """The (seed, epoch)-determined batch order in groups of `gradient_accumulation` micro-batches."""
+    def _train_epoch(self, run: _Run) -> bool:
+        """The (seed, epoch)-determined batch order in groups of `gradient_accumulation` micro-batches; False when
+        the time limit stopped it before the epoch's end."""
         cfg, epoch = self.cfg, run.state.epoch
         batches = batching.epoch_batches(
             run.n, cfg.batch_size, cfg.seed, epoch, run.lengths, min_rows=2 * self.ctx.world_size
@@ -239,7 +246,11 @@ class Engine:
         for gi in range(run.state.group, len(groups)):
             if run.state.global_step >= run.total_steps:
                 break
+            seen = run.state.examples_seen
             self._train_step(run, groups[gi], gi)
+            if run.limit.after_step(run.state.examples_seen - seen) and gi < len(groups) - 1:
+                return False
+        return True
 
     def _train_step(self, run: _Run, group: list[torch.Tensor], gi: int) -> None:
         """One optimiser step over a group of micro-batches, then its log line and (maybe) a checkpoint."""
@@ -335,10 +346,11 @@ class Engine:
             with contextlib.ExitStack() as weights:
                 for cb in run.callbacks:
                     weights.enter_context(cb.evaluation_weights(run))
-                val = self.evaluate(run.model, validation)
+                with run.limit.timing_evaluation():
+                    val = self.evaluate(run.model, validation)
                 entry.update({f"val_{k}": v for k, v in val.items() if isinstance(v, int | float)})
                 run.progress.note(val)
-                self._early_stopping(val, state, run.model, run.run_dir, epoch)
+                update_best(self.cfg.early_stopping, val, state, run.model, run.run_dir, epoch, save=self.ctx.is_main)
         run.logger.write(entry)
         for cb in run.callbacks:
             cb.on_epoch_end(run, entry)
@@ -348,6 +360,32 @@ class Engine:
         if state.global_step >= run.total_steps:
             state.epoch = self.cfg.epochs
         self._checkpoint(run)
+        return entry
+
+    def _end_at_time_limit(self, run: _Run, validation: SplitLike | None) -> dict[str, Any]:
+        """Stopped mid-epoch by the time limit: evaluate these weights, keep them if they are the best so far, and
+        checkpoint without moving to the next epoch (``--resume`` finishes this one)."""
+        state = run.state
+        entry: dict[str, Any] = {"event": "time_limit", "epoch": state.epoch + 1, "step": state.global_step}
+        if validation is not None and len(validation.target):
+            with contextlib.ExitStack() as weights:
+                for cb in run.callbacks:
+                    weights.enter_context(cb.evaluation_weights(run))
+                val = self.evaluate(run.model, validation)
+                entry.update({f"val_{k}": v for k, v in val.items() if isinstance(v, int | float)})
+                # a part of an epoch may be the best so far, but it does not count against the patience
+                update_best(
+                    self.cfg.early_stopping, val, state, run.model, run.run_dir, state.epoch,
+                    save=self.ctx.is_main, judge=False,
+                )  # fmt: skip
+        run.logger.write(entry)
+        self._checkpoint(run)
+        log.warning(
+            "training.max_time reached at epoch %d, step %d of %d: stopped with the best weights so far",
+            state.epoch + 1,
+            state.global_step,
+            run.total_steps,
+        )
         return entry
 
     def _finish(self, run: _Run, history: list[dict[str, Any]], seconds: float, seen_at_start: int) -> FitResult:
@@ -367,38 +405,13 @@ class Engine:
             best_epoch=state.best_epoch + 1 if state.best_epoch >= 0 else state.epoch,
             best_value=state.best,
             stopped_early=state.stopped_early,
+            stopped_at_time=run.limit.hit,
             history=history,
             precision=self.precision.name,
             seconds=seconds,
             examples_per_second=(state.examples_seen - seen_at_start) / max(seconds, 1e-9),
             **extras,
         )
-
-    def _early_stopping(
-        self, val: dict[str, Any], state: TrainState, model: nn.Module, run_dir: Path, epoch: int
-    ) -> None:
-        es = self.cfg.early_stopping
-        if es is None:
-            return
-        value = metric_value(val, es.metric, where="training.early_stopping.metric")
-        lower = es.mode == "min" or (es.mode == "auto" and es.metric in LOWER_IS_BETTER)
-        better = state.best is None or (
-            value < state.best - es.min_delta if lower else value > state.best + es.min_delta
-        )
-        if better:
-            state.best, state.best_epoch, state.bad_epochs = value, epoch, 0
-            if self.ctx.is_main:
-                atomic_save_safetensors(run_dir / "checkpoints" / "best.safetensors", model.state_dict())
-        else:
-            state.bad_epochs += 1
-            if state.bad_epochs >= es.patience:
-                state.stopped_early = True
-                log.info(
-                    "early stopping at epoch %d: %s did not improve for %d epochs",
-                    epoch + 1,
-                    es.metric,
-                    es.patience,
-                )
 
     # ------------------------------------------------------------------ inference
     def predict(self, model: nn.Module, inputs: dict[str, np.ndarray]) -> np.ndarray:

@@ -13,6 +13,7 @@ class FitResult:
     best_epoch: int
     best_value: float | None
     stopped_early: bool
+    stopped_at_time: bool = False  # training.max_time (or a deadline) ended the fit
     history: list[dict[str, Any]] = field(default_factory=list)
     precision: str = "fp32"
     seconds: float = 0.0
@@ -25,4 +26,5 @@ class FitResult:
         out = {"epochs": self.epochs_run, "steps": self.global_step, "best_epoch": self.best_epoch}
         out |= {"stopped_early": self.stopped_early, "precision": self.precision, "seconds": round(self.seconds, 2)}
         out |= {"examples_per_second": round(self.examples_per_second, 1)}
+        out |= {"stopped_at_time": True} if self.stopped_at_time else {}
         return out | ({"soup": self.soup} if self.soup is not None else {})

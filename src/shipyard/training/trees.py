@@ -148,7 +148,7 @@ def fit_trees(
         scores = booster.best_score.get("validation", {})
         best_value = float(next(iter(scores.values()))) if scores else None
     if logger.deadline_hit:
-        log.warning("time budget reached after %d boosting rounds; keeping the trees built so far", run)
+        log.warning("time limit reached after %d boosting rounds; keeping the trees built so far", run)
     log.info("boosted %d rounds in %.1fs, kept %d trees' rounds (best %s)", run, seconds, best, best_value)
     return FitResult(
         epochs_run=1,
@@ -156,6 +156,7 @@ def fit_trees(
         best_epoch=best,  # for trees: the boosting round kept
         best_value=best_value,
         stopped_early=run < rounds,
+        stopped_at_time=logger.deadline_hit,
         history=[],
         precision="fp64",
         seconds=seconds,
