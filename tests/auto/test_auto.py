@@ -111,18 +111,22 @@ def test_a_candidate_carries_its_own_training_settings() -> None:
                 {"type": "text_linear", "training": {"epochs": 6, "learning_rate": 0.01}},
                 {"type": "transformer", "training": {"epochs": 2, "learning_rate": 1e-4, "label_smoothing": 0.1}},
                 {"type": "text_bag"},
+                {"type": "text_bag", "training": {"seed": 7}},
             ],
         },
         "training": {"seed": 3, "weight_decay": 0.01},
     }
     job = Job.model_validate(raw)
     plan = candidate_plan(job, "text")
-    assert [name for name, _, _ in plan] == ["0-text_linear", "1-transformer", "2-text_bag"]
+    assert [name for name, _, _ in plan] == ["0-text_linear", "1-transformer", "2-text_bag", "3-text_bag"]
     assert all("training" not in model for _, model, _ in plan)
     jobs = [candidate_job(job, model, training, Path("/")) for _, model, training in plan]
-    assert [j["training"]["learning_rate"] for j in jobs] == [0.01, 1e-4, 1e-3]  # the last: the job's default
-    assert [j["training"]["label_smoothing"] for j in jobs] == [0.0, 0.1, 0.0]  # one candidate's alone
-    assert {j["training"]["seed"] for j in jobs} == {3} and {j["training"]["weight_decay"] for j in jobs} == {0.01}
+    assert [j["training"]["learning_rate"] for j in jobs] == [0.01, 1e-4, 1e-3, 1e-3]  # the last two: the job's
+    assert [j["training"]["label_smoothing"] for j in jobs] == [0.0, 0.1, 0.0, 0.0]  # one candidate's alone
+    assert [j["training"]["seed"] for j in jobs] == [3, 3, 3, 7] and {j["training"]["weight_decay"] for j in jobs} == {
+        0.01
+    }
+    assert {j["data"]["split"]["seed"] for j in jobs} == {3}  # a candidate's own seed never moves the split
     raw["model"]["candidates"] = [{"type": "text_linear", "training": 5}]
     with pytest.raises(ValueError, match="training"):
         Job.model_validate(raw)

@@ -177,7 +177,11 @@ def _absolute_sources(raw: dict[str, Any], base_dir: Path) -> None:
 def candidate_job(job: Job, model: dict[str, Any], training: dict[str, Any], base_dir: Path) -> dict[str, Any]:
     raw = job.model_dump(mode="json", exclude_unset=False)
     raw["model"] = model
-    keep = {k: raw["training"][k] for k in ("seed", "num_threads", "device")}
+    # the split is the job's whatever the candidate's own seed (which then changes only its initialisation and
+    # batch order: two encoders from one recipe with two seeds are an ensemble's classic members)
+    split = raw["data"]["split"]
+    split["seed"] = split["seed"] if split["seed"] is not None else job.training.seed
+    keep = {k: raw["training"][k] for k in ("num_threads", "device")}
     raw["training"] = {**raw["training"], **training, **keep}
     raw["name"] = f"{job.name or 'auto'}-{model['type']}"
     raw["output"] = {k: v for k, v in raw["output"].items() if k != "run_dir"}
