@@ -8,7 +8,6 @@ The pipeline calls these four functions in order, so every family fits the same 
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -113,5 +112,6 @@ def fit(
 
 def deadline_for(job: Job) -> float | None:
     """When training must stop: ``training.max_time`` from now (the run's start, so data preparation counts)."""
-    limit = job.training.max_time
-    return None if limit is None else time.monotonic() + float(limit)
+    from shipyard.training.time_limit import deadline_after
+
+    return deadline_after(job.training.max_time)

@@ -39,7 +39,7 @@ from shipyard.training.fit_result import FitResult as FitResult  # where the fam
 from shipyard.training.precision import resolve_precision
 from shipyard.training.progress import RateWindow, TrainProgress
 from shipyard.training.schedules import build_optimizer, build_scheduler
-from shipyard.training.time_limit import TimeLimit
+from shipyard.training.time_limit import TimeLimit, deadline_after
 from shipyard.training.train_log import JsonlLog, truncate_log
 from shipyard.training.train_log import read_log as read_log  # where the pipeline and soups read it
 
@@ -139,10 +139,7 @@ class Engine:
         started = time.perf_counter()
         seen_at_start = run.state.examples_seen
         rows = len(validation.target) if validation is not None else 0
-        if deadline is None:
-            run.limit = TimeLimit.from_seconds(self.cfg.max_time, self.ctx, rows)  # type: ignore[arg-type]
-        else:
-            run.limit = TimeLimit(deadline, self.ctx, rows)
+        run.limit = TimeLimit(deadline_after(self.cfg.max_time) if deadline is None else deadline, self.ctx, rows)
         with run.progress:
             while run.state.epoch < self.cfg.epochs and not run.state.stopped_early:
                 if not self._train_epoch(run):
@@ -342,15 +339,7 @@ class Engine:
             "train_loss": state.loss_sum / max(state.loss_count, 1),
             "lr": self._base_lr(run),
         }
-        if validation is not None and len(validation.target):
-            with contextlib.ExitStack() as weights:
-                for cb in run.callbacks:
-                    weights.enter_context(cb.evaluation_weights(run))
-                with run.limit.timing_evaluation():
-                    val = self.evaluate(run.model, validation)
-                entry.update({f"val_{k}": v for k, v in val.items() if isinstance(v, int | float)})
-                run.progress.note(val)
-                update_best(self.cfg.early_stopping, val, state, run.model, run.run_dir, epoch, save=self.ctx.is_main)
+        self._validate(run, validation, entry, judge=True)
         run.logger.write(entry)
         for cb in run.callbacks:
             cb.on_epoch_end(run, entry)
@@ -367,17 +356,7 @@ class Engine:
         checkpoint without moving to the next epoch (``--resume`` finishes this one)."""
         state = run.state
         entry: dict[str, Any] = {"event": "time_limit", "epoch": state.epoch + 1, "step": state.global_step}
-        if validation is not None and len(validation.target):
-            with contextlib.ExitStack() as weights:
-                for cb in run.callbacks:
-                    weights.enter_context(cb.evaluation_weights(run))
-                val = self.evaluate(run.model, validation)
-                entry.update({f"val_{k}": v for k, v in val.items() if isinstance(v, int | float)})
-                # a part of an epoch may be the best so far, but it does not count against the patience
-                update_best(
-                    self.cfg.early_stopping, val, state, run.model, run.run_dir, state.epoch,
-                    save=self.ctx.is_main, judge=False,
-                )  # fmt: skip
+        self._validate(run, validation, entry, judge=False)
         run.logger.write(entry)
         self._checkpoint(run)
         log.warning(
@@ -387,6 +366,24 @@ class Engine:
             run.total_steps,
         )
         return entry
+
+    def _validate(self, run: _Run, validation: SplitLike | None, entry: dict[str, Any], *, judge: bool) -> None:
+        """Score ``validation`` (under the callbacks' evaluation weights) into ``entry`` and record it for early
+        stopping; a part of an epoch (``judge`` False) may be the best so far but never counts against the
+        patience."""
+        if validation is None or not len(validation.target):
+            return
+        with contextlib.ExitStack() as weights:
+            for cb in run.callbacks:
+                weights.enter_context(cb.evaluation_weights(run))
+            with run.limit.timing_evaluation():
+                val = self.evaluate(run.model, validation)
+            entry.update({f"val_{k}": v for k, v in val.items() if isinstance(v, int | float)})
+            run.progress.note(val)
+            update_best(
+                self.cfg.early_stopping, val, run.state, run.model, run.run_dir, run.state.epoch,
+                save=self.ctx.is_main, judge=judge,
+            )  # fmt: skip
 
     def _finish(self, run: _Run, history: list[dict[str, Any]], seconds: float, seen_at_start: int) -> FitResult:
         state, es = run.state, self.cfg.early_stopping

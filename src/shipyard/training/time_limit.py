@@ -14,6 +14,11 @@ from collections.abc import Iterator
 from typing import Any
 
 
+def deadline_after(seconds: float | str | None) -> float | None:
+    """The ``time.monotonic()`` value ``seconds`` from now (``training.max_time``, already parsed); None: none."""
+    return None if seconds is None else time.monotonic() + float(seconds)
+
+
 class TimeLimit:
     def __init__(self, deadline: float | None, ctx: Any, validation_rows: int) -> None:
         self.deadline = deadline  # a time.monotonic() value; None: no limit
@@ -23,10 +28,6 @@ class TimeLimit:
         self.examples = 0
         self.eval_seconds: float | None = None
         self.hit = False
-
-    @classmethod
-    def from_seconds(cls, seconds: float | None, ctx: Any, validation_rows: int) -> TimeLimit:
-        return cls(None if seconds is None else time.monotonic() + float(seconds), ctx, validation_rows)
 
     def after_step(self, examples: int) -> bool:
         """True once the time left is no more than one validation pass: the fit should stop now."""
